@@ -1,0 +1,234 @@
+"""Neural audio codec from a spectrogram codebook (paper Sec. 6.4 / Table 5: SpecVQGAN as a codec).
+
+Audio at any sample rate and length -> 22050 Hz log-mel (``specvqgan.audio``) -> VQGAN codebook
+indices (a 5 x T/16 grid; ``log2(n_embed)`` bits each) -> back to a mel -> waveform (Griffin-Lim, or a
+MelGAN vocoder) -> the input's sample rate. The bitrate is ``log2(n_embed) * tokens / seconds``.
+
+Command line::
+
+    python -m specvqgan.codec encode in.wav codes.npz --ckpt codebook.pt
+    python -m specvqgan.codec decode codes.npz out.wav --ckpt codebook.pt [--vocoder melgan.pt]
+
+Python::
+
+    codec = SpectrogramCodec.from_checkpoint("codebook.pt")
+    codes = codec.encode(wav, sr)          # Codes: indices (F', T') + metadata
+    wav_hat, sr = codec.decode(codes)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from specvqgan.audio import HOP, N_MELS, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
+from specvqgan.config import instantiate_from_config, load_config
+from specvqgan.models.base import model_config_of, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Codes:
+    """An encoded clip. ``indices`` (F', T') int64 codebook indices (row-major, mel rows x time),
+    ``n_embed`` codebook size, ``sr`` / ``n_samples`` of the original audio, ``mel_frames`` of its mel
+    before padding to a multiple of the down-sampling factor."""
+
+    indices: np.ndarray
+    n_embed: int
+    sr: int
+    n_samples: int
+    mel_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.n_samples / self.sr
+
+    @property
+    def bits(self) -> float:
+        """Total payload: ``log2(n_embed)`` bits per token (fixed-length code)."""
+        return self.indices.size * math.log2(self.n_embed)
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of input audio."""
+        return self.bits / self.seconds
+
+    def save(self, path: str | Path) -> None:
+        dtype = np.uint16 if self.n_embed <= 2 ** 16 else np.int64
+        with open(path, "wb") as f:  # exactly this path (np.savez would append .npz)
+            np.savez(f, indices=self.indices.astype(dtype), n_embed=self.n_embed, sr=self.sr,
+                     n_samples=self.n_samples, mel_frames=self.mel_frames)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Codes":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"codes file not found: {path}")
+        with np.load(path) as f:
+            missing = {"indices", "n_embed", "sr", "n_samples", "mel_frames"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path} is not a codes file: missing {sorted(missing)}")
+            return cls(indices=f["indices"].astype(np.int64), n_embed=int(f["n_embed"]), sr=int(f["sr"]),
+                       n_samples=int(f["n_samples"]), mel_frames=int(f["mel_frames"]))
+
+
+def load_codebook(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.Module:
+    """Build an inference-only VQModel (no loss) from a checkpoint, in eval mode.
+
+    The model config comes from ``config`` (a YAML with a ``model:`` block, or the block itself), else
+    from the checkpoint (exported ``{state_dict, config}`` or a ``train.py`` ``.ckpt``), else from the
+    reference log layout ``<run>/configs/*-project.yaml`` next to ``<run>/checkpoints/<ckpt>``.
+    ``loss.*`` weights are dropped; the rest loads with strict=True.
+    """
+    ckpt = Path(ckpt)
+    state = read_checkpoint(ckpt)
+    if config is not None:
+        cfg = load_config(config)
+        model_cfg = cfg.model if "model" in cfg else cfg
+    else:
+        try:
+            model_cfg = model_config_of(state, ckpt)
+        except ValueError:
+            found = sorted(ckpt.resolve().parent.parent.glob("configs/*-project.yaml"))
+            if not found:
+                raise ValueError(f"checkpoint {ckpt} carries no model config and no <run>/configs/*-project.yaml "
+                                 f"was found; pass --config") from None
+            model_cfg = load_config(found[-1]).model
+    model_cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True))
+    params = dict(model_cfg.get("params", {}))
+    params.update(lossconfig=None, ckpt_path=None)
+    model = instantiate_from_config({"target": model_cfg.target, "params": params})
+    sd = state.get("state_dict", state)
+    sd = {k: v for k, v in sd.items() if not k.startswith("loss.")}
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(f"checkpoint {ckpt} does not match its config ({model_cfg.target}): {err}") from err
+    return model.eval()
+
+
+def load_vocoder(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A MelGAN vocoder as ``mel (80, T) in [0, 1] -> wav (T * 256,)``. Accepts a self-describing
+    checkpoint (exported / ``train.py``) or the reference ``best_netG.pt`` state_dict (ngf 32, 3 res layers)."""
+    from vocoder.modules import Generator
+
+    state = read_checkpoint(path)
+    try:
+        from specvqgan.models.base import load_model
+        model_cfg = model_config_of(state, path)
+        gen = load_model(path)
+        if not isinstance(gen, Generator):
+            gen = getattr(gen, "generator", None) or getattr(gen, "netG", None)
+        if not isinstance(gen, Generator):
+            raise ValueError(f"{path} ({model_cfg['target']}) holds no vocoder Generator")
+    except ValueError:
+        gen = Generator(input_size=N_MELS, ngf=32, n_residual_layers=3)
+        gen.load_state_dict(state.get("state_dict", state), strict=True)
+    gen.eval()
+
+    @torch.inference_mode()
+    def vocode(mel: np.ndarray) -> np.ndarray:
+        return gen(torch.from_numpy(np.asarray(mel, np.float32))[None]).reshape(-1).numpy()
+
+    return vocode
+
+
+class SpectrogramCodec:
+    """Wraps a trained codebook (``VQModel``) and a vocoder (Griffin-Lim by default) into a codec.
+
+    Args:
+        model: a VQModel (2D) in eval mode. vocoder: ``mel (80, T) [0, 1] -> wav (T*256,)`` at 22050 Hz;
+            ``None`` uses Griffin-Lim (``specvqgan.audio.mel_to_wav``).
+    """
+
+    def __init__(self, model: torch.nn.Module, vocoder: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.model = model.eval()
+        self.vocoder = vocoder or mel_to_wav
+        self.n_embed = int(model.quantize.n_e)
+        self.downsample = 2 ** (model.encoder.num_resolutions - 1)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: str | Path, vocoder: str | Path | None = None,
+                        config: str | Path | None = None) -> "SpectrogramCodec":
+        return cls(load_codebook(ckpt, config), load_vocoder(vocoder) if vocoder else None)
+
+    @torch.inference_mode()
+    def encode(self, wav: np.ndarray, sr: int) -> Codes:
+        """``wav`` (L,) or (C, L) float at ``sr`` Hz -> :class:`Codes` (indices (F/16, ceil(T/16)))."""
+        wav = to_mono(wav)
+        if wav.size == 0:
+            raise ValueError("cannot encode an empty waveform")
+        mel = wav_to_mel(resample(wav, sr, SR), SR)  # (80, T) in [0, 1]
+        frames = mel.shape[1]
+        pad = -frames % self.downsample
+        mel = np.pad(mel, ((0, 0), (0, pad)))  # pad with silence (0 = -80 dB)
+        x = torch.from_numpy(2 * mel - 1)[None, None].float()
+        indices = self.model.encode_to_indices(x)[0].cpu().numpy()
+        return Codes(indices=indices, n_embed=self.n_embed, sr=int(sr), n_samples=len(wav), mel_frames=frames)
+
+    @torch.inference_mode()
+    def decode_mel(self, codes: Codes) -> np.ndarray:
+        """:class:`Codes` -> mel (80, mel_frames) in [0, 1]."""
+        if codes.n_embed != self.n_embed:
+            raise ValueError(f"codes were made with a codebook of {codes.n_embed} entries, this model has "
+                             f"{self.n_embed}")
+        x = self.model.decode_from_indices(torch.from_numpy(codes.indices).long()[None])
+        return ((x[0, 0].cpu().numpy() + 1) / 2).clip(0, 1)[:, :codes.mel_frames]
+
+    def decode(self, codes: Codes) -> tuple[np.ndarray, int]:
+        """:class:`Codes` -> (wav (n_samples,), sr) at the original sample rate."""
+        wav = self.vocoder(self.decode_mel(codes))
+        wav = resample(np.asarray(wav, np.float32), SR, codes.sr)
+        wav = np.pad(wav, (0, max(0, codes.n_samples - len(wav))))[:codes.n_samples]
+        return wav.astype(np.float32), codes.sr
+
+
+def _describe(codes: Codes) -> str:
+    return (f"{codes.indices.shape[0]}x{codes.indices.shape[1]} tokens, {math.log2(codes.n_embed):g} bits each, "
+            f"{codes.seconds:.2f} s -> bitrate {codes.bitrate:.1f} bit/s ({codes.bitrate / 1000:.3f} kbps)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m specvqgan.codec", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    enc = sub.add_parser("encode", help="audio file -> codes .npz")
+    enc.add_argument("input"), enc.add_argument("output")
+    dec = sub.add_parser("decode", help="codes .npz -> wav")
+    dec.add_argument("input"), dec.add_argument("output")
+    dec.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    for p in (enc, dec):
+        p.add_argument("--ckpt", required=True, help="codebook checkpoint (.ckpt from train.py or exported .pt)")
+        p.add_argument("--config", default=None, help="YAML with the model config if the checkpoint has none")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if args.cmd == "encode":
+            codec = SpectrogramCodec(load_codebook(args.ckpt, args.config))
+            import soundfile as sf
+            info = sf.info(args.input) if Path(args.input).is_file() else None
+            sr = info.samplerate if info else SR
+            codes = codec.encode(load_audio(args.input, sr=sr), sr)
+            codes.save(args.output)
+        else:
+            codec = SpectrogramCodec.from_checkpoint(args.ckpt, args.vocoder, args.config)
+            codes = Codes.load(args.input)
+            wav, sr = codec.decode(codes)
+            save_audio(args.output, wav, sr)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.cmd}d {args.input} -> {args.output}: {_describe(codes)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Training the VGGish-ish spectrogram classifier (the LPAPS feature extractor; paper Sec. 3.1).
+
+`VGGishishClassifier` wraps `specvqgan.modules.classifiers.vggishish.VGGishish` (keys `model.*`) and
+keeps the per-mel-bin standardization stats of its training split as buffers `train_means`,
+`train_stds` (F,), so the checkpoint is all LPAPS needs (`LPAPS(ckpt_path=...)`). The stats are
+computed from the training dataloader's dataset at the start of fit (unless given by `stats_path` or
+restored from a checkpoint), the way the reference `StandardNormalizeAudio` computed them.
+Optimizer: Adam (reference: lr 3e-4, betas (0.9, 0.999), no weight decay); early stopping on val/loss
+is configured in the YAML.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from specvqgan.losses.lpaps import CLASSIFIER_STATS_KEYS
+from specvqgan.models.base import BaseModel
+from specvqgan.modules.classifiers.vggishish import (VGG16_CONV_LAYERS, VGGishish, compute_mel_stats,
+                                                    load_mel_stats_txt)
+
+logger = logging.getLogger(__name__)
+assert CLASSIFIER_STATS_KEYS == ('train_means', 'train_stds')
+
+
+class VGGishishClassifier(BaseModel):
+    """LightningModule: standardized mel -> VGGishish -> class logits, cross-entropy training.
+
+    Args:
+        conv_layers, use_bn, num_classes, hidden_dim, pool_size: VGGishish layout (paper: VGG16 list,
+            no BN, 309 classes, 4096, (5, 10)).
+        n_mels: mel bins (length of the stats).
+        input_key: batch key of the (B, F, T) mel in [-1, 1] (datasets give 'image').
+        target_key: batch key of the int class targets.
+        betas, weight_decay: Adam settings. The learning rate is `scaled_lr()` (base_learning_rate x batch
+            x devices x accumulation).
+        stats_path: reference 80x2 `mean std` text file to use instead of computing the stats.
+        stats_batch_size: batch size of the one pass over the training set that computes the stats.
+    """
+
+    def __init__(self, conv_layers: Sequence = VGG16_CONV_LAYERS, use_bn: bool = False, num_classes: int = 309,
+                 hidden_dim: int = 4096, pool_size: Sequence[int] = (5, 10), n_mels: int = 80,
+                 input_key: str = 'image', target_key: str = 'target', betas: Sequence[float] = (0.9, 0.999),
+                 weight_decay: float = 0.0, stats_path: str | None = None, stats_batch_size: int = 32):
+        super().__init__()
+        self.model = VGGishish(list(conv_layers), use_bn, num_classes, hidden_dim, tuple(pool_size))
+        self.input_key, self.target_key = input_key, target_key
+        self.betas, self.weight_decay = tuple(betas), weight_decay
+        self.stats_batch_size = stats_batch_size
+        self.num_classes = num_classes
+        self.register_buffer('train_means', torch.full((n_mels,), float('nan')))
+        self.register_buffer('train_stds', torch.full((n_mels,), float('nan')))
+        if stats_path is not None:
+            self.set_stats(*load_mel_stats_txt(stats_path))
+
+    # ---- standardization stats -------------------------------------------------------------------
+    @property
+    def has_stats(self) -> bool:
+        return bool(torch.isfinite(self.train_means).all() and torch.isfinite(self.train_stds).all())
+
+    def set_stats(self, means: np.ndarray, stds: np.ndarray) -> None:
+        """Set the (F,) per-mel-bin mean/std of [0, 1] training mels."""
+        means, stds = torch.as_tensor(np.asarray(means)).flatten(), torch.as_tensor(np.asarray(stds)).flatten()
+        if means.numel() != self.train_means.numel() or stds.numel() != self.train_stds.numel():
+            raise ValueError(f'stats have {means.numel()}/{stds.numel()} bins, n_mels is {self.train_means.numel()}')
+        if not (torch.isfinite(stds).all() and (stds > 0).all()):
+            raise ValueError('mel stds must be finite and positive (a constant mel bin in the training set?)')
+        self.train_means.copy_(means)
+        self.train_stds.copy_(stds)
+
+    def compute_stats(self, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """One pass over `dataset` (items with `input_key` (F, T) in [-1, 1]) -> (means, stds) (F,)."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.stats_batch_size, shuffle=False)
+        return compute_mel_stats((batch[self.input_key] + 1) / 2 for batch in loader)
+
+    def on_fit_start(self) -> None:
+        if self.has_stats:
+            return
+        dm = self.trainer.datamodule
+        if dm is None:
+            raise RuntimeError('VGGishishClassifier needs a datamodule to compute the mel stats of the '
+                               'training split (or pass stats_path)')
+        stats = None
+        if self.trainer.is_global_zero:
+            dataset = dm.train_dataloader().dataset
+            logger.info('computing per-mel-bin stats over %d training clips', len(dataset))
+            stats = self.compute_stats(dataset)
+        stats = self.trainer.strategy.broadcast(stats, src=0)
+        self.set_stats(*stats)
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """x (Tensor): (B, F, T) mel in [-1, 1] -> ((x + 1) / 2 - mean) / std, (B, F, T)."""
+        if not self.has_stats:
+            raise RuntimeError('VGGishishClassifier has no mel stats: fit it, load a checkpoint or give stats_path')
+        return ((x + 1) / 2 - self.train_means[:, None]) / self.train_stds[:, None]
+
+    # ---- model ------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (Tensor): (B, F, T) mel in [-1, 1] -> logits (B, num_classes)."""
+        return self.model(self.standardize(x.float()))
+
+    def _step(self, batch: dict, split: str) -> torch.Tensor:
+        x, y = batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        on_step = split == 'train'
+        self.log(f'{split}/loss', loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log(f'{split}/acc', (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
+                 on_epoch=True, batch_size=len(y))
+        if self.num_classes > 5:
+            top5 = (logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean()
+            self.log(f'{split}/acc5', top5, on_step=on_step, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, 'train')
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, 'val')
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, 'test')
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.scaled_lr(), betas=self.betas,
+                                weight_decay=self.weight_decay)

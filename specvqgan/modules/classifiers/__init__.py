@@ -1,0 +1,1 @@
+"""Spectrogram classifiers (VGGish-ish, Melception)."""

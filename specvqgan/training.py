@@ -1,0 +1,153 @@
+"""What ``train.py`` does, as a library: log directories, resume, the Trainer and its callbacks.
+
+Log layout (DESIGN.md section 5)::
+
+    logs/<YYYY-MM-DDTHH-MM-SS>_<name>/
+        configs/<time>-project.yaml    the merged config of each run (a resume adds one)
+        checkpoints/last.ckpt          every checkpoint also carries the merged config (key 'config')
+        checkpoints/best-*.ckpt        best by lightning.modelcheckpoint.params.monitor
+        tensorboard/                   scalars, spectrogram images, audio
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from specvqgan.config import ConfigError, instantiate_from_config, load_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunDirs:
+    logdir: Path
+    ckpt_to_resume: Path | None
+    base_configs: list[Path]
+
+    @property
+    def ckptdir(self) -> Path:
+        return self.logdir / "checkpoints"
+
+    @property
+    def cfgdir(self) -> Path:
+        return self.logdir / "configs"
+
+
+def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: str, now: str) -> RunDirs:
+    """Where this run writes, and what it resumes from.
+
+    ``resume`` is a log directory (resumes its ``checkpoints/last.ckpt``) or a checkpoint file
+    inside ``<logdir>/checkpoints/``; the run's saved configs come first, then ``base``.
+    """
+    if resume:
+        path = Path(resume)
+        if not path.exists():
+            raise FileNotFoundError(f"cannot resume: {path} does not exist")
+        if path.is_file():
+            logdir, ckpt = path.parent.parent, path
+        else:
+            logdir, ckpt = path, path / "checkpoints" / "last.ckpt"
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"cannot resume: {ckpt} not found")
+        saved = sorted((logdir / "configs").glob("*-project.yaml"))
+        return RunDirs(logdir, ckpt, saved + [Path(b) for b in base])
+    if not base:
+        raise ConfigError("no config given: pass --base configs/<stage>.yaml (or -r <logdir> to resume)")
+    run_name = name or Path(base[0]).stem
+    return RunDirs(Path(logroot) / f"{now}_{run_name}", None, [Path(b) for b in base])
+
+
+class SaveOnInterrupt(Callback):
+    """Ctrl-C (SIGINT) or SIGTERM: save ``last.ckpt`` before the process exits, so no work is lost."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_rank == 0:
+            log.warning("interrupted at step %d: saving %s", trainer.global_step, self.path)
+            trainer.save_checkpoint(self.path)
+
+
+class StoreConfig(Callback):
+    """Put the merged config into every checkpoint, so a ``.ckpt`` describes itself."""
+
+    def __init__(self, config: DictConfig) -> None:
+        self.config = OmegaConf.to_container(config, resolve=False)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["config"] = self.config
+
+
+def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
+    """Checkpointing (last + best by the monitored metric), interrupt saving, optional early stopping,
+    learning-rate monitor and any ``lightning.callbacks.<name>: {target, params}``."""
+    light = cfg.get("lightning", OmegaConf.create())
+    ckpt_params = dict(OmegaConf.to_container(light.get("modelcheckpoint", {}).get("params", {}) or {}))
+    monitor = ckpt_params.pop("monitor", None)
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=dirs.ckptdir, filename="best-{epoch:03d}-{step:06d}" if monitor else "{epoch:03d}-{step:06d}",
+                        monitor=monitor, save_top_k=ckpt_params.pop("save_top_k", 1), save_last=True,
+                        mode=ckpt_params.pop("mode", "min"), **ckpt_params),
+        SaveOnInterrupt(dirs.ckptdir / "last.ckpt"),
+        StoreConfig(cfg),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    early = light.get("early_stopping")
+    if early:
+        callbacks.append(EarlyStopping(**OmegaConf.to_container(early.get("params", {}))))
+    for name, block in (light.get("callbacks") or {}).items():
+        if not isinstance(block, DictConfig) or "target" not in block:
+            raise ConfigError(f"lightning.callbacks.{name} must be a {{target, params}} block")
+        callbacks.append(instantiate_from_config(block))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, dirs: RunDirs) -> pl.Trainer:
+    """A Trainer from ``lightning.trainer`` (any Trainer kwarg) with our logger and callbacks."""
+    trainer_kwargs = OmegaConf.to_container(cfg.get("lightning", {}).get("trainer", {}) or {}, resolve=True)
+    for forbidden in ("logger", "callbacks", "default_root_dir"):
+        if forbidden in trainer_kwargs:
+            raise ConfigError(f"lightning.trainer.{forbidden} is set by train.py; remove it from the config")
+    trainer_kwargs.setdefault("accelerator", "auto")
+    logger = TensorBoardLogger(save_dir=str(dirs.logdir), name="", version="tensorboard")
+    try:
+        return pl.Trainer(logger=logger, callbacks=build_callbacks(cfg, dirs), default_root_dir=str(dirs.logdir),
+                          **trainer_kwargs)
+    except TypeError as err:
+        raise ConfigError(f"bad lightning.trainer option: {err}") from err
+
+
+def run(base: list[str], overrides: list[str], train: bool = True, resume: str | None = None,
+        name: str | None = None, seed: int = 23, logroot: str = "logs") -> RunDirs:
+    """Load configs, build data/model/trainer, then fit (``train``) or validate. Returns the run dirs."""
+    now = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    dirs = resolve_run(base, resume, name, logroot, now)
+    cfg = load_config(dirs.base_configs, overrides)
+    for section in ("model", "data"):
+        if section not in cfg:
+            raise ConfigError(f"the config ({', '.join(map(str, dirs.base_configs))}) has no `{section}:` section")
+    pl.seed_everything(seed, workers=True)
+    dirs.cfgdir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, dirs.cfgdir / f"{now}-project.yaml")
+    log.info("logging to %s", dirs.logdir)
+
+    data = instantiate_from_config(cfg.data)
+    model = instantiate_from_config(cfg.model)
+    if "base_learning_rate" in cfg.model:
+        model.base_learning_rate = float(cfg.model.base_learning_rate)
+    trainer = build_trainer(cfg, dirs)
+    if train:
+        ckpt = str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+    else:
+        trainer.validate(model, datamodule=data, ckpt_path=str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None)
+    return dirs
+

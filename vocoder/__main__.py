@@ -1,0 +1,58 @@
+"""Vocode a saved mel spectrogram: ``python -m vocoder mel.npy out.wav [--ckpt C]``.
+
+``mel.npy`` holds (80, T) (or (B, 80, T): one wav per item, suffixed ``_<i>``) on the [0, 1] scale
+(``--input-range -1,1`` for codebook/transformer outputs). Without ``--ckpt`` the Griffin-Lim fallback
+is used. ``--ckpt``: a folder with ``best_netG.pt`` + ``args.yml``, a ``best_netG.pt``, or our
+``.ckpt`` / exported ``.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vocoder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mel", type=Path, help="input .npy mel spectrogram (80, T) or (B, 80, T)")
+    parser.add_argument("out", type=Path, help="output .wav (22050 Hz, 16-bit)")
+    parser.add_argument("--ckpt", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    parser.add_argument("--input-range", default="0,1", choices=["0,1", "-1,1"], help="scale of the mel values")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="MelGAN precision")
+    parser.add_argument("--device", default="cpu", help="torch device for MelGAN (cpu, cuda)")
+    parser.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations")
+    args = parser.parse_args(argv)
+
+    from specvqgan.audio import SR, save_audio
+    from vocoder.inference import GriffinLimVocoder, MelGANVocoder
+
+    if not args.mel.is_file():
+        print(f"error: mel file not found: {args.mel}", file=sys.stderr)
+        return 2
+    try:
+        mel = np.load(args.mel)
+        if args.ckpt:
+            vocoder = MelGANVocoder.from_checkpoint(args.ckpt, precision=args.precision, device=args.device)
+        else:
+            vocoder = GriffinLimVocoder(n_iter=args.n_iter)
+        start = time.perf_counter()
+        wav = vocoder.vocode(mel, input_range=args.input_range)
+        seconds = time.perf_counter() - start
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    outs = [args.out] if wav.ndim == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}")
+                                              for i in range(len(wav))]
+    for path, w in zip(outs, wav if wav.ndim == 2 else [wav]):
+        save_audio(path, w, SR)
+        print(f"wrote {path} ({len(w) / SR:.2f} s at {SR} Hz)")
+    print(f"vocoded with {type(vocoder).__name__} in {seconds:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
