@@ -159,6 +159,7 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
     videos, out = Path(videos), Path(out)
     files = find_videos(videos)
     jobs = [(v, out / v.parent.relative_to(videos), cfg) for v in files]
+    wav_to_mel(np.zeros(4 * 1024, np.float32), SR)   # load librosa's lazy modules once, before forking
     bar = tqdm(total=len(jobs), desc="extracting", unit="video", disable=not progress)
     results: list[Result] = []
     if workers > 1 and len(jobs) > 1:

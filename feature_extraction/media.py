@@ -173,6 +173,7 @@ def write_mp4(path: str | Path, frames: np.ndarray | None, fps: float, wav: np.n
                 raise ValueError(f"{path}: audio must be (L,) or (1|2, L); got {wav.shape}")
             as_ = out.add_stream("aac", rate=sr, layout=layout)
             as_.bit_rate = audio_bitrate
+            as_.options = {"aac_coder": "fast"}
         if vs is not None:
             for frame in frames:
                 out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

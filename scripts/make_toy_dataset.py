@@ -44,18 +44,18 @@ class Motif:
     double: bool = False  # events come in pairs 0.12 s apart (rhythm)
 
 
-MOTIFS = (
-    Motif("ball", "circle", (230, 60, 50), "bounce", "tone", (196.0, 392.0, 588.0), 0.08),
-    Motif("bell", "square", (240, 200, 40), "still", "tone", (1320.0, 3643.0, 7128.0), 0.30),
-    Motif("drum", "ring", (50, 90, 230), "pulse", "noise", (150.0, 600.0), 0.06),
+MOTIFS = (   # pitch bands chosen to overlap little on the mel scale (125-7600 Hz)
+    Motif("ball", "circle", (230, 60, 50), "bounce", "tone", (160.0, 320.0, 480.0), 0.08),
+    Motif("bell", "square", (240, 200, 40), "still", "tone", (2000.0, 5520.0), 0.30),
+    Motif("drum", "ring", (50, 90, 230), "pulse", "noise", (450.0, 900.0), 0.06),
     Motif("whistle", "triangle", (60, 200, 80), "slide", "sustain", (2640.0,), 0.25),
-    Motif("clap", "bars", (235, 235, 235), "clap", "noise", (2500.0, 7000.0), 0.03),
-    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (600.0, 1200.0), 0.30),
+    Motif("clap", "bars", (235, 235, 235), "clap", "noise", (5000.0, 7500.0), 0.03),
+    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (1000.0, 1700.0), 0.30),
     Motif("buzzer", "cross", (40, 210, 220), "shake", "square", (330.0,), 0.20),
-    Motif("chirp", "dot", (250, 140, 30), "hop", "chirp", (4000.0, 500.0, 40.0), 0.06, double=True),
+    Motif("chirp", "dot", (250, 140, 30), "hop", "chirp", (3400.0, 300.0, 40.0), 0.06, double=True),
 )
 FLASH_DECAY = 0.12   # s, visual brightness decay after an event (several frames at 21.5 fps)
-DIM = 0.35           # brightness of the object between events
+DIM = 0.30           # brightness of the object between events
 
 
 def event_times(rng: np.random.Generator, motif: Motif, duration: float, fps: float) -> list[float]:
@@ -173,10 +173,10 @@ def render_frames(rng: np.random.Generator, m: Motif, events: list[float], durat
                   fps: float, size: int) -> np.ndarray:
     """(round(duration * fps), size, size, 3) uint8: the class object on a dim tinted background."""
     n = int(round(duration * fps))
-    r = size * 0.13 * rng.uniform(0.85, 1.15)
+    r = size * 0.17 * rng.uniform(0.85, 1.15)
     cx0, cy0 = rng.uniform(0.3, 0.7) * size, rng.uniform(0.35, 0.65) * size
     direction = rng.choice([-1.0, 1.0])
-    bg = (rng.uniform(10, 40, size=3)).astype(np.float32)
+    bg = rng.uniform(8, 24, size=3).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     color = np.asarray(m.color, np.float32)
     frames = np.empty((n, size, size, 3), np.uint8)

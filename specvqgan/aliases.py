@@ -8,10 +8,32 @@ reference path that equals ours needs no entry.
 
 REFERENCE_ALIASES: dict[str, str] = {
     # reference path: our path
+    # datasets helper (the reference's data modules lived in train.py)
+    "train.SpectrogramDataModuleFromConfig": "specvqgan.data.datamodule.SpectrogramDataModuleFromConfig",
+    "train.ConditionedSpectrogramDataModuleFromConfig":
+        "specvqgan.data.datamodule.ConditionedSpectrogramDataModuleFromConfig",
+    # losses helper (VGGish-ish, LPAPS, PatchGAN, VQ perceptual loss)
+    'specvqgan.modules.losses.DummyLoss': 'specvqgan.losses.vqperceptual.DummyLoss',
+    'specvqgan.modules.losses.vqperceptual.DummyLoss': 'specvqgan.losses.vqperceptual.DummyLoss',
+    'specvqgan.modules.losses.VQLPAPSWithDiscriminator': 'specvqgan.losses.vqperceptual.VQLPAPSWithDiscriminator',
+    'specvqgan.modules.losses.vqperceptual.VQLPAPSWithDiscriminator':
+        'specvqgan.losses.vqperceptual.VQLPAPSWithDiscriminator',
+    'specvqgan.modules.losses.lpaps.LPAPS': 'specvqgan.losses.lpaps.LPAPS',
+    'specvqgan.modules.losses.vggishish.model.VGGishish': 'specvqgan.modules.classifiers.vggishish.VGGishish',
+    'specvqgan.modules.discriminator.model.NLayerDiscriminator': 'specvqgan.modules.discriminator.NLayerDiscriminator',
     # transformer helper (condition stages live in one module here)
     'specvqgan.modules.misc.raw_feats.RawFeatsStage': 'specvqgan.modules.conditioning.RawFeatsStage',
     'specvqgan.modules.misc.class_cond.ClassOnlyStage': 'specvqgan.modules.conditioning.ClassOnlyStage',
     'specvqgan.modules.misc.feats_class_cond.FeatsClassStage': 'specvqgan.modules.conditioning.FeatsClassStage',
     'specvqgan.modules.misc.class_cond.FeatsClassStage': 'specvqgan.modules.conditioning.FeatsClassStage',
     'specvqgan.modules.misc.raw_feats.FeatsClassStage': 'specvqgan.modules.conditioning.FeatsClassStage',
+    # codebook helper (VQGAN encoder/decoder and quantizer)
+    'specvqgan.modules.diffusionmodules.model.Encoder': 'specvqgan.modules.vqgan.encoder_decoder.Encoder',
+    'specvqgan.modules.diffusionmodules.model.Decoder': 'specvqgan.modules.vqgan.encoder_decoder.Decoder',
+    'specvqgan.modules.diffusionmodules.model.Encoder1d': 'specvqgan.modules.vqgan.encoder_decoder.Encoder1d',
+    'specvqgan.modules.diffusionmodules.model.Decoder1d': 'specvqgan.modules.vqgan.encoder_decoder.Decoder1d',
+    'specvqgan.modules.vqvae.quantize.VectorQuantizer': 'specvqgan.modules.vqgan.quantize.VectorQuantizer',
+    'specvqgan.modules.vqvae.quantize.VectorQuantizer1d': 'specvqgan.modules.vqgan.quantize.VectorQuantizer1d',
+    # evaluation helper (reference eval configs' feature extractor)
+    'evaluation.feature_extractors.melception.Melception': 'evaluation.melception.MelceptionExtractor',
 }

@@ -71,7 +71,8 @@ class SaveOnInterrupt(Callback):
         self.path = path
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_rank == 0:
+        # every rank calls save_checkpoint (it synchronizes; only rank 0 writes the file)
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             log.warning("interrupted at step %d: saving %s", trainer.global_step, self.path)
             trainer.save_checkpoint(self.path)
 

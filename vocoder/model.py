@@ -115,8 +115,9 @@ class MelGAN(BaseModel):
         with torch.no_grad():
             mel_l1 = F.l1_loss(self.wav_to_mel(fake.detach()), mel)
         self.log_dict({"train/loss_D": loss_d.detach(), "train/loss_G": loss_g.detach(),
-                       "train/loss_feat": loss_feat.detach()}, on_step=True, on_epoch=True)
-        self.log("train/mel_l1", mel_l1, prog_bar=True, on_step=True, on_epoch=True)
+                       "train/loss_feat": loss_feat.detach()}, on_step=True, on_epoch=True,
+                      batch_size=wav.shape[0])
+        self.log("train/mel_l1", mel_l1, prog_bar=True, on_step=True, on_epoch=True, batch_size=wav.shape[0])
 
     def validation_step(self, batch, batch_idx):
         wav = self.get_input(batch)

@@ -182,6 +182,8 @@ class NLayerDiscriminator(nn.Module):
     The last map (B, 1, L / factor^n_layers) is the patch-wise score; the others feed feature matching.
     Layers: conv k15 (1 -> ndf); n_layers grouped strided convs (k 10f+1, stride f, channels x f up to
     1024, groups = C_in / 4); conv k5; conv k3 -> 1. LeakyReLU 0.2 after all but the last.
+    The k5 conv takes the channels of the last strided conv (the reference wrote ``nf_prev``, which equals
+    them only when the 1024 cap is reached, as in the paper configuration; same keys and shapes there).
     """
 
     def __init__(self, ndf: int = 16, n_layers: int = 4, downsampling_factor: int = 4):

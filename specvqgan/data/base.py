@@ -10,7 +10,6 @@ Items are dicts as in the reference: ``image`` (mel_num, spec_crop_len) float32 
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -21,16 +20,15 @@ from specvqgan.data.clips import (clip_path, drop_absent, load_feats, load_mel, 
 from specvqgan.data.transforms import crop_2d, crop_start, pad_or_trim
 from specvqgan.shapes import MELS_PER_FEAT
 
-log = logging.getLogger(__name__)
-
 SPLITS = ("train", "valid", "test")
 
 
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of one split. Subclasses set ``default_split_path`` and implement ``make_labels``.
 
-    After ``__init__``: ``self.dataset`` (clip rows that are on disk), ``self.labels`` (an object with
-    ``label(clip)``, ``label2target`` and ``target2label``, or None when the clips have no labels).
+    After ``__init__``: ``self.dataset`` (clip rows that are on disk), ``self.absent`` (skipped rows),
+    ``self.labels`` (an object with ``label(clip)``, ``label2target`` and ``target2label``, or None when
+    the clips have no labels) and ``self.label2target``.
     """
 
     default_split_path = "./data/{split}.txt"
@@ -51,6 +49,8 @@ class ClipDataset(torch.utils.data.Dataset):
                 raise ValueError(f"split list {self.split_path} has no clip of class(es) {sorted(wanted)}")
         self.labels = self.make_labels(clips)
         self.dataset = drop_absent(clips, self.required_paths(), self.skip_missing, self.describe())
+        kept = set(self.dataset)
+        self.absent = [c for c in clips if c not in kept]  # skipped clips (skip_missing=True)
         self.label2target = self.labels.label2target if self.labels is not None else None
 
     def clip_class(self, clip: str) -> str | None:
@@ -320,5 +320,7 @@ class SpecsCondOnClass(torch.utils.data.Dataset):
 
 def _require_labels(dataset: ClipDataset) -> None:
     if dataset.labels is None:
-        raise ValueError(f"{type(dataset).__name__} for {dataset.split_path} has no class labels, but "
-                         f"class conditioning needs them (give the class-label file, e.g. `meta_path`)")
+        meta = getattr(dataset, "meta_path", None)
+        where = f"the class-label CSV meta_path={meta!r} is absent" if meta else "no class-label CSV given"
+        raise FileNotFoundError(f"{type(dataset).__name__} for {dataset.split_path}: class conditioning needs "
+                                f"class labels, but {where}")

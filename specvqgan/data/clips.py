@@ -29,7 +29,11 @@ MAX_LISTED = 10  # absent clips named in an error message (the count is always c
 
 
 class AbsentClipsError(FileNotFoundError):
-    """A split list names clips whose files are not on disk."""
+    """A split list names clips whose files are not on disk; ``.absent`` holds all of them."""
+
+    def __init__(self, msg: str, absent: Sequence[str] = ()) -> None:
+        super().__init__(msg)
+        self.absent = list(absent)
 
 
 def read_split(split_path: str | os.PathLike) -> list[str]:
@@ -83,27 +87,24 @@ def drop_absent(clips: list[str], path_fns: Iterable[Callable[[str], str]], skip
         The clips whose files all exist.
     Raises:
         AbsentClipsError: some clips are absent and ``skip_missing`` is False; the message gives the
-            count and names the first few (with the file that was looked for).
+            count, names the first few and one file that was looked for; ``.absent`` lists all.
     """
     path_fns = list(path_fns)
     absent = find_absent(clips, path_fns)
     if not absent:
         return clips
-    shown = ", ".join(f"{c} ({_first_missing(c, path_fns)})" for c in absent[:MAX_LISTED])
+    example = next(p for p in (fn(absent[0]) for fn in path_fns) if not os.path.isfile(p))
     more = f" and {len(absent) - MAX_LISTED} more" if len(absent) > MAX_LISTED else ""
-    msg = f"{len(absent)} of {len(clips)} clips named by {where} are absent: {shown}{more}"
+    msg = (f"{len(absent)} of {len(clips)} clips named by {where} are absent (e.g. no file {example}): "
+           f"{', '.join(absent[:MAX_LISTED])}{more}")
     if not skip_missing:
-        raise AbsentClipsError(msg + ". Pass skip_missing=True to skip them with a warning.")
+        raise AbsentClipsError(msg + ". Pass skip_missing=True to skip them with a warning.", absent)
     log.warning("skipping %s", msg)
     absent_set = set(absent)
     kept = [c for c in clips if c not in absent_set]
     if not kept:
-        raise AbsentClipsError(f"no clip named by {where} is present on disk")
+        raise AbsentClipsError(f"no clip named by {where} is present on disk", absent)
     return kept
-
-
-def _first_missing(clip: str, path_fns: Sequence[Callable[[str], str]]) -> str:
-    return next(p for p in (fn(clip) for fn in path_fns) if not os.path.isfile(p))
 
 
 def load_mel(path: str, mel_num: int | None = None) -> np.ndarray:
@@ -153,7 +154,14 @@ class ClassDirLabels:
     """
 
     def __init__(self, clips: Sequence[str], classes: Sequence[str] | None = None) -> None:
-        names = sorted(set(classes)) if classes else sorted({split_clip(c)[0] or "" for c in clips})
+        in_clips = {split_clip(c)[0] for c in clips}
+        if None in in_clips:
+            raise ValueError(f"clips must be '<class>/<id>' rows to take their label from the folder, "
+                             f"got e.g. {next(c for c in clips if '/' not in c)!r}")
+        names = sorted(set(classes)) if classes else sorted(in_clips)
+        unknown = sorted(in_clips - set(names))
+        if unknown:
+            raise ValueError(f"the split names classes {unknown} that are not in `classes` {names}")
         self.label2target = {label: target for target, label in enumerate(names)}
         self.target2label = {t: l for l, t in self.label2target.items()}
 

@@ -17,13 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specvqgan.losses.lpaps import CLASSIFIER_STATS_KEYS
 from specvqgan.models.base import BaseModel
 from specvqgan.modules.classifiers.vggishish import (VGG16_CONV_LAYERS, VGGishish, compute_mel_stats,
                                                     load_mel_stats_txt)
 
 logger = logging.getLogger(__name__)
-assert CLASSIFIER_STATS_KEYS == ('train_means', 'train_stds')
 
 
 class VGGishishClassifier(BaseModel):
@@ -51,6 +49,7 @@ class VGGishishClassifier(BaseModel):
         self.betas, self.weight_decay = tuple(betas), weight_decay
         self.stats_batch_size = stats_batch_size
         self.num_classes = num_classes
+        # buffer names are read by specvqgan.losses.lpaps (CLASSIFIER_STATS_KEYS)
         self.register_buffer('train_means', torch.full((n_mels,), float('nan')))
         self.register_buffer('train_stds', torch.full((n_mels,), float('nan')))
         if stats_path is not None:

@@ -173,7 +173,7 @@ class VQModel(BaseModel):
         opt_ae.step()
         self.untoggle_optimizer(opt_ae)
         self.log("train/aeloss", aeloss.detach(), prog_bar=True, on_step=True, on_epoch=True)
-        self.log_dict(_detach(log_ae), on_step=True, on_epoch=True)
+        self.log_dict(_detach(log_ae, skip="train/aeloss"), on_step=True, on_epoch=True)
 
         if opt_disc is not None:
             self.toggle_optimizer(opt_disc)
@@ -184,7 +184,7 @@ class VQModel(BaseModel):
             opt_disc.step()
             self.untoggle_optimizer(opt_disc)
             self.log("train/disc_loss", discloss.detach(), prog_bar=True, on_step=True, on_epoch=True)
-            self.log_dict(_detach(log_disc), on_step=True, on_epoch=True)
+            self.log_dict(_detach(log_disc, skip="train/disc_loss"), on_step=True, on_epoch=True)
 
         _, usage = self._usage_stats(info[2])
         self.log("train/perplexity", info[0].detach(), on_step=True, on_epoch=True)
@@ -203,7 +203,8 @@ class VQModel(BaseModel):
         aeloss, log_ae = self.loss(qloss, x, xrec, 0, step, last_layer=self.get_last_layer(), split="val")
         self.log("val/rec_loss", log_ae["val/rec_loss"], prog_bar=True, on_epoch=True, sync_dist=True)
         self.log("val/aeloss", aeloss, prog_bar=True, on_epoch=True, sync_dist=True)
-        self.log_dict({k: v for k, v in log_ae.items() if k != "val/rec_loss"}, on_epoch=True, sync_dist=True)
+        self.log_dict({k: v for k, v in log_ae.items() if k not in ("val/rec_loss", "val/aeloss")}, on_epoch=True,
+                      sync_dist=True)
         if self._has_discriminator():
             _, log_disc = self.loss(qloss, x, xrec, 1, step, last_layer=self.get_last_layer(), split="val")
             self.log_dict(log_disc, on_epoch=True, sync_dist=True)
@@ -265,8 +266,9 @@ class VQModel(BaseModel):
                                          sample_rate=SR)
 
 
-def _detach(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in d.items()}
+def _detach(d: Mapping[str, Any], skip: str = "") -> dict[str, Any]:
+    """Loss logs without ``skip`` (logged on its own), detached."""
+    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in d.items() if k != skip}
 
 
 class VQModel1d(VQModel):

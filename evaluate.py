@@ -1,0 +1,65 @@
+"""Evaluate generated mel spectrograms with Melception: FID, KID, IS, MKL (paper section 5).
+
+    python evaluate.py --generated SAMPLES_DIR --reference REAL_DIR|CONFIG.yaml|SPLIT.txt \
+        --melception CKPT [--metrics fid,kid,isc,mkl] [--out results.json]
+
+Prints a table and the pairing counts, and writes a JSON report (default ``<generated>/evaluation.json``).
+Features are cached under ``<generated>/.melception_cache`` (``--no-cache`` to disable).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from evaluation.evaluate import METRICS, evaluate, format_table
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generated", required=True, help="folder of generated <video_id>_sample_<k>.npy mels in [0, 1]")
+    p.add_argument("--reference", required=True,
+                   help="real mels: a folder of <video_id>_mel.npy, a training config (.yaml) or a split list (.txt)")
+    p.add_argument("--melception", required=True,
+                   help="Melception checkpoint: the authors' release, an exported one, or a train.py .ckpt")
+    p.add_argument("--metrics", default=",".join(METRICS), help="comma-separated subset of fid,kid,isc,mkl")
+    p.add_argument("--split", default="validation", help="dataset of a config reference: data.params.<split>")
+    p.add_argument("--root", default=None, help="where a split list's mels live (default: the list's folder)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="mel frames fed to Melception (default: largest multiple of 16 <= the shortest mel)")
+    p.add_argument("--stats", default=None, help="per-mel-bin 'mean std' text file overriding the checkpoint's")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: <generated>/.melception_cache)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--out", default=None, help="JSON report (default: <generated>/evaluation.json)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cache_dir = None if args.no_cache else (args.cache_dir or Path(args.generated) / ".melception_cache")
+    try:
+        report = evaluate(args.generated, args.reference, args.melception,
+                          metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+                          split=args.split, root=args.root, crop=args.crop, batch_size=args.batch_size,
+                          device=args.device, cache_dir=cache_dir, stats_path=args.stats,
+                          kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    out = Path(args.out) if args.out else Path(args.generated) / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"report written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Training Melception, the classifier behind FID/KID/IS/MKL (paper section 5: InceptionV3 trained
+on VGGSound mels, Adam 3e-4, batch 48, early stopping on the validation loss).
+
+`MelceptionClassifier` wraps :class:`evaluation.melception.Melception` (keys ``model.*``, so
+``model.<reference key>``) and keeps the per-mel-bin standardization stats of its training split as
+buffers ``train_means``/``train_stds`` (F,), so the checkpoint is all :func:`evaluation.features.
+load_melception` needs. The stats are computed at the start of fit from the training dataset (as the
+reference ``StandardNormalizeAudio``: average of per-clip per-bin means and stds) unless given by
+``stats_path`` or restored from a checkpoint.
+
+Aux loss: InceptionV3's recipe is ``CE(logits) + 0.4 CE(aux_logits)``. The reference training loop
+computed that sum and then overwrote it with ``CE(logits)``, so its auxiliary head never trained; we
+train it (``aux_weight``), and ``reference_aux_loss=True`` restores the reference behaviour.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evaluation.features import export_reference_checkpoint
+from evaluation.melception import Melception
+from specvqgan.models.base import BaseModel
+from specvqgan.modules.classifiers.vggishish import compute_mel_stats, load_mel_stats_txt
+
+logger = logging.getLogger(__name__)
+
+
+class MelceptionClassifier(BaseModel):
+    """LightningModule: (B, F, T) mel in [-1, 1] -> standardize -> Melception -> logits; cross-entropy.
+
+    Args:
+        num_classes: classes (309 for VGGSound, 8 for VAS/toy).
+        width: Melception channel multiplier (1.0 = paper; small values for the toy data).
+        aux_logits: build and train the auxiliary head (the released checkpoint has it).
+        aux_weight: weight of the auxiliary cross-entropy (0.4, InceptionV3).
+        reference_aux_loss: reproduce the reference bug (aux loss computed, then discarded).
+        dropout: dropout before ``fc``.
+        n_mels: mel bins (length of the stats).
+        input_key / target_key: batch keys of the mel (datasets give 'image') and the int class.
+        betas, weight_decay: Adam settings; lr = ``scaled_lr()`` (base_learning_rate x batch x devices x
+            accumulation; base 6.25e-6 x 48 = the paper's 3e-4).
+        stats_path: an 80x2 ``mean std`` text file to use instead of computing the stats.
+        stats_batch_size: batch size of the one pass over the training set that computes the stats.
+    """
+
+    def __init__(self, num_classes: int = 309, width: float = 1.0, aux_logits: bool = True,
+                 aux_weight: float = 0.4, reference_aux_loss: bool = False, dropout: float = 0.5,
+                 n_mels: int = 80, input_key: str = "image", target_key: str = "target",
+                 betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0,
+                 stats_path: str | None = None, stats_batch_size: int = 32) -> None:
+        super().__init__()
+        self.model = Melception(num_classes=num_classes, aux_logits=aux_logits, dropout=dropout, width=width)
+        self.num_classes = num_classes
+        self.aux_weight, self.reference_aux_loss = float(aux_weight), bool(reference_aux_loss)
+        self.input_key, self.target_key = input_key, target_key
+        self.betas, self.weight_decay = tuple(betas), float(weight_decay)
+        self.stats_batch_size = stats_batch_size
+        self.register_buffer("train_means", torch.full((n_mels,), float("nan"), dtype=torch.float64))
+        self.register_buffer("train_stds", torch.full((n_mels,), float("nan"), dtype=torch.float64))
+        if stats_path is not None:
+            self.set_stats(*load_mel_stats_txt(stats_path))
+
+    # ---- standardization stats -------------------------------------------------------------------
+    @property
+    def has_stats(self) -> bool:
+        return bool(torch.isfinite(self.train_means).all() and torch.isfinite(self.train_stds).all())
+
+    def set_stats(self, means: np.ndarray, stds: np.ndarray) -> None:
+        """Set the (F,) per-mel-bin mean/std of [0, 1] training mels."""
+        means = torch.as_tensor(np.asarray(means), dtype=torch.float64).flatten()
+        stds = torch.as_tensor(np.asarray(stds), dtype=torch.float64).flatten()
+        if means.numel() != self.train_means.numel() or stds.numel() != self.train_stds.numel():
+            raise ValueError(f"stats have {means.numel()}/{stds.numel()} bins, n_mels is {self.train_means.numel()}")
+        if not (torch.isfinite(stds).all() and (stds > 0).all()):
+            raise ValueError("mel stds must be finite and positive (a constant mel bin in the training set?)")
+        self.train_means.copy_(means)
+        self.train_stds.copy_(stds)
+
+    def on_fit_start(self) -> None:
+        if self.has_stats:
+            return
+        dm = self.trainer.datamodule
+        if dm is None:
+            raise RuntimeError("MelceptionClassifier needs a datamodule to compute the mel stats of the "
+                               "training split (or pass stats_path)")
+        stats = None
+        if self.trainer.is_global_zero:
+            dataset = dm.train_dataloader().dataset
+            logger.info("computing per-mel-bin stats over %d training clips", len(dataset))
+            loader = torch.utils.data.DataLoader(dataset, batch_size=self.stats_batch_size, shuffle=False)
+            stats = compute_mel_stats((b[self.input_key] + 1) / 2 for b in loader)
+        stats = self.trainer.strategy.broadcast(stats, src=0)
+        self.set_stats(*stats)
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, F, T) mel in [-1, 1] -> ((x + 1) / 2 - mean) / std, float32 (B, F, T)."""
+        if not self.has_stats:
+            raise RuntimeError("MelceptionClassifier has no mel stats: fit it, load a checkpoint or give stats_path")
+        x01 = (x.double() + 1) / 2
+        return ((x01 - self.train_means[:, None]) / self.train_stds[:, None]).float()
+
+    # ---- model ------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor):
+        """x (B, F, T) mel in [-1, 1] -> logits (B, C); in training with aux: (logits, aux_logits)."""
+        return self.model(self.standardize(x))
+
+    def loss(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits or (logits, aux), targets) -> (loss, logits)."""
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = F.cross_entropy(logits, y)
+        if aux is not None and not self.reference_aux_loss:
+            loss = loss + self.aux_weight * F.cross_entropy(aux, y)
+        return loss, logits
+
+    def _step(self, batch: dict, split: str) -> torch.Tensor:
+        x, y = batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
+        loss, logits = self.loss(self(x), y)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
+                 on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, "test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.scaled_lr(), betas=self.betas,
+                                weight_decay=self.weight_decay)
+
+    def export_reference(self, path: str | Path) -> Path:
+        """Write ``{'model': Melception state_dict, 'train_means_stds': (F, 2)}`` (the authors' layout)."""
+        stats = torch.stack([self.train_means, self.train_stds], 1).cpu().numpy() if self.has_stats else None
+        return export_reference_checkpoint(self.model, stats, path)

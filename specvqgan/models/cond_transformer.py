@@ -1,0 +1,331 @@
+"""Net2NetTransformer: the visually conditioned GPT over codebook tokens (paper Sec. 3.2, 4.2).
+
+A frozen first stage (the spectrogram codebook, :class:`~specvqgan.models.vqgan.VQModel`) turns a
+mel (B, 1, 80, T) into a (5, T/16) grid of indices; the permuter orders them column-major; the GPT
+learns p(token_i | tokens_<i, condition) with cross-entropy. Public methods, signatures and
+``state_dict`` keys follow the reference (``forward``, ``sample``, ``encode_to_z``, ``encode_to_c``,
+``decode_to_img``, ``get_input``, ``get_xc``, ``log_images``) except the GPT's causal-mask buffers
+(see :mod:`specvqgan.modules.transformer.mingpt`); sampling goes through the KV cache of
+:mod:`specvqgan.sampling`.
+
+Sizes are derived, not typed: when ``GPT_config.block_size`` is absent it is the permuter's H*W plus
+the condition stage's length (``n_feats`` (+1 for a class)); when the ColumnMajor permuter has no H/W
+they come from the codebook (80 mel bins / 16, ``ddconfig.resolution`` / 16).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from specvqgan.audio import N_MELS
+from specvqgan.config import ConfigError, instantiate_from_config
+from specvqgan.models.base import BaseModel
+from specvqgan.modules.conditioning import cond_slice, cond_to
+from specvqgan.modules.transformer.mingpt import GPTClass, GPTFeats, GPTFeatsClass
+from specvqgan.sampling import sample_tokens
+
+log = logging.getLogger(__name__)
+
+_PREFIX_GPTS = (GPTFeats, GPTClass, GPTFeatsClass)
+_COLUMN_MAJOR = ('specvqgan.modules.transformer.permuter.ColumnMajor',)
+
+
+def _container(cfg: Any) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else dict(cfg)
+
+
+def derive_permuter_config(permuter_cfg: Optional[Any], first_stage_cfg: Any) -> dict:
+    """Fill a ColumnMajor permuter's missing H/W from the codebook's ddconfig (80 / 2^(levels-1),
+    resolution / 2^(levels-1)); ``None`` -> Identity (the reference default)."""
+    if permuter_cfg is None:
+        return {'target': 'specvqgan.modules.transformer.permuter.Identity'}
+    cfg = _container(permuter_cfg)
+    if cfg.get('target') in _COLUMN_MAJOR:
+        params = dict(cfg.get('params') or {})
+        if params.get('H') is None or params.get('W') is None:
+            dd = _container(first_stage_cfg)['params']['ddconfig']
+            down = 2 ** (len(dd['ch_mult']) - 1)
+            if params.get('H') is None:
+                params['H'] = N_MELS // down
+            if params.get('W') is None:
+                params['W'] = int(dd['resolution']) // down
+        cfg['params'] = params
+    return cfg
+
+
+def derive_transformer_config(transformer_cfg: Any, n_tokens: Optional[int], cond_len: Optional[int]) -> dict:
+    """Fill ``GPT_config.block_size`` (= cond_len + n_tokens) if absent, else check it; fill a feature
+    embedder's ``out_channels`` with ``n_embd`` if absent."""
+    cfg = _container(transformer_cfg)
+    params = cfg.setdefault('params', {})
+    gpt_cfg = params.get('GPT_config', params)
+    given = gpt_cfg.get('block_size')
+    needed = None if (n_tokens is None or cond_len is None) else n_tokens + cond_len
+    if given is None:
+        if needed is None:
+            raise ConfigError('transformer_config: GPT_config.block_size is not set and cannot be derived; '
+                              'give cond_stage_config.params.n_feats and a ColumnMajor permuter')
+        gpt_cfg['block_size'] = needed
+    elif needed is not None and int(given) != needed:
+        raise ConfigError(f'transformer_config: GPT_config.block_size={given} but the condition '
+                          f'({cond_len}) + audio tokens ({n_tokens}) need {needed}')
+    for key in ('feat_embedding_config', 'token_embedding_config'):
+        emb = params.get(key)
+        if isinstance(emb, dict) and emb.get('target', '').endswith(('Conv1d', 'Linear')):
+            emb_params = emb.setdefault('params', {})
+            out_key = 'out_channels' if emb['target'].endswith('Conv1d') else 'out_features'
+            if emb_params.get(out_key) is None:
+                emb_params[out_key] = gpt_cfg['n_embd']
+        elif isinstance(emb, dict) and emb.get('target', '').endswith('Embedding'):
+            emb_params = emb.setdefault('params', {})
+            if emb_params.get('embedding_dim') is None:
+                emb_params['embedding_dim'] = gpt_cfg['n_embd']
+    return cfg
+
+
+class Net2NetTransformer(BaseModel):
+    """Frozen codebook + condition stage + GPT, trained with next-token cross-entropy.
+
+    Args (reference names):
+        transformer_config: ``{target: GPTFeats|GPTClass|GPTFeatsClass|GPT, params}``.
+        first_stage_config: the codebook ``VQModel`` block (its ``ckpt_path`` loads the trained codebook).
+        cond_stage_config: RawFeatsStage / ClassOnlyStage / FeatsClassStage.
+        first_stage_permuter_config / cond_stage_permuter_config: token orders (default Identity).
+        ckpt_path / ignore_keys: initialise the whole model from a checkpoint.
+        first_stage_key: batch key of the mel ('image'); cond_stage_key: 'feature', 'target' or a list.
+        downsample_cond_size: reference option for image conditions (-1: off).
+        pkeep: probability to keep a ground-truth input token (1.0: always; the reference applied it
+            only to the plain GPT, here it applies to every variant).
+        log_media: sample and log spectrograms + Griffin-Lim audio at the first validation batch.
+        log_num_samples / log_top_k / log_temperature: items and sampling options for those logs.
+    """
+
+    def __init__(self, transformer_config, first_stage_config, cond_stage_config,
+                 first_stage_permuter_config=None, cond_stage_permuter_config=None,
+                 ckpt_path: Optional[str] = None, ignore_keys: Sequence[str] = (),
+                 first_stage_key: str = 'image', cond_stage_key: Any = 'depth',
+                 downsample_cond_size: int = -1, pkeep: float = 1.0, log_media: bool = True,
+                 log_num_samples: int = 2, log_top_k: Optional[int] = 100, log_temperature: float = 1.0):
+        super().__init__()
+        self.init_first_stage_from_ckpt(first_stage_config)
+        self.init_cond_stage_from_ckpt(cond_stage_config)
+        perm_cfg = derive_permuter_config(first_stage_permuter_config, first_stage_config)
+        self.first_stage_permuter = instantiate_from_config(OmegaConf.create(perm_cfg))
+        self.cond_stage_permuter = instantiate_from_config(OmegaConf.create(
+            derive_permuter_config(cond_stage_permuter_config, first_stage_config)))
+        n_tokens = None
+        if 'H' in (perm_cfg.get('params') or {}):
+            n_tokens = perm_cfg['params']['H'] * perm_cfg['params']['W']
+        cond_len = getattr(self.cond_stage_model, 'cond_len', None)
+        self.transformer = instantiate_from_config(OmegaConf.create(
+            derive_transformer_config(transformer_config, n_tokens, cond_len)))
+        self.first_stage_key = first_stage_key
+        self.cond_stage_key = cond_stage_key
+        self.downsample_cond_size = downsample_cond_size
+        self.pkeep = pkeep
+        self.log_media, self.log_num_samples = log_media, log_num_samples
+        self.log_top_k, self.log_temperature = log_top_k, log_temperature
+        if ckpt_path is not None:
+            self.init_from_ckpt(ckpt_path, ignore_keys=ignore_keys)
+
+    # ------------------------------------------------------------------ construction
+    def init_from_ckpt(self, path: str, ignore_keys: Sequence[str] = ()) -> None:
+        """Load a Lightning/exported checkpoint; keys starting with ``ignore_keys`` are skipped and
+        must be the only missing ones (no silent partial loads)."""
+        from specvqgan.models.vqgan import load_state_dict_file
+        sd = load_state_dict_file(path)
+        sd = {k: v for k, v in sd.items() if not any(k.startswith(ik) for ik in ignore_keys)}
+        missing, unexpected = self.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not any(k.startswith(ik) for ik in ignore_keys)]
+        if missing or unexpected:
+            raise RuntimeError(f'checkpoint {path} does not match Net2NetTransformer: missing {missing[:5]}, '
+                               f'unexpected {unexpected[:5]}')
+        log.info('Restored Net2NetTransformer from %s', path)
+
+    def init_first_stage_from_ckpt(self, config) -> None:
+        """Build the codebook (its own ``ckpt_path`` loads it) and freeze it."""
+        model = instantiate_from_config(config).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.first_stage_model = model
+
+    def init_cond_stage_from_ckpt(self, config) -> None:
+        self.cond_stage_model = instantiate_from_config(config).eval()
+
+    def train(self, mode: bool = True):
+        """Train the GPT only: the first stage stays in eval mode (reference ``disabled_train``)."""
+        super().train(mode)
+        self.first_stage_model.eval()
+        return self
+
+    @property
+    def has_prefix_gpt(self) -> bool:
+        return isinstance(self.transformer, _PREFIX_GPTS)
+
+    # ------------------------------------------------------------------ reference interface
+    def forward(self, x: torch.Tensor, c: Any):
+        """x: mel (B, 1, F, T); c: condition. Returns (logits (B, n_tokens, V), target (B, n_tokens)):
+        output i is p(z_i | z_<i, c)."""
+        _, z_indices = self.encode_to_z(x)
+        _, c_indices = self.encode_to_c(c)
+        a_indices = z_indices
+        if self.training and self.pkeep < 1.0:
+            mask = torch.bernoulli(self.pkeep * torch.ones_like(z_indices, dtype=torch.float)).long()
+            a_indices = mask * z_indices + (1 - mask) * torch.randint_like(z_indices, self.transformer.config.vocab_size)
+        if self.has_prefix_gpt:
+            logits, _, _ = self.transformer(a_indices[:, :-1], c)
+            cond_size = self.transformer.cond_length(c)
+        else:
+            logits, _, _ = self.transformer(torch.cat((c_indices, a_indices), dim=1)[:, :-1])
+            cond_size = c_indices.shape[1]
+        return logits[:, cond_size - 1:], z_indices
+
+    @staticmethod
+    def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
+        from specvqgan.sampling import filter_logits
+        return filter_logits(logits, top_k=k)
+
+    @torch.no_grad()
+    def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=lambda k: None,
+               top_p=None, num_samples=1, seed=None, progress=False):
+        """Continue the tokens x (B, P) for ``steps`` tokens given the condition c (KV-cached).
+
+        As the reference: ``sample=False`` is greedy; returns (tokens (B, P+steps), attention), the
+        attention being the last layer's attention row of the final step's query (B, n_head, 1, L).
+        Extra keyword options: ``top_p``, ``num_samples`` per condition, ``seed``, ``progress``."""
+        if self.transformer.training:
+            raise RuntimeError('sample() needs the transformer in eval mode (call .eval())')
+        cond = c if self.has_prefix_gpt else self.encode_to_c(c)[1]
+        tokens, att = sample_tokens(self.transformer, cond, steps, prefix=x, num_samples=num_samples,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, greedy=not sample,
+                                    seed=seed, progress=progress, return_attention=True, callback=callback)
+        return tokens, att.detach().cpu()
+
+    @torch.no_grad()
+    def encode_to_z(self, x: torch.Tensor):
+        """mel (B, 1, F, T) -> (quant_z (B, E, F/16, T/16), column-major indices (B, F/16 * T/16))."""
+        quant_z, _, info = self.first_stage_model.encode(x)
+        indices = info[2].view(quant_z.shape[0], -1)
+        return quant_z, self.first_stage_permuter(indices)
+
+    @torch.no_grad()
+    def encode_to_c(self, c: Any):
+        """Condition -> (quant_c, c_indices); for feature/class GPTs the condition passes through."""
+        if self.downsample_cond_size > -1:
+            c = F.interpolate(c, size=(self.downsample_cond_size, self.downsample_cond_size))
+        quant_c, _, info = self.cond_stage_model.encode(c)
+        if self.has_prefix_gpt:
+            return quant_c, info[2]
+        indices = info[2].view(quant_c.shape[0], -1)
+        return quant_c, self.cond_stage_permuter(indices)
+
+    @torch.no_grad()
+    def decode_to_img(self, index: torch.Tensor, zshape, stage: str = 'first') -> torch.Tensor:
+        """Column-major indices (B, L) -> mel (B, 1, F, T); ``zshape`` = (B, E, H, W) of the grid
+        (W may be a multiple of the trained width: long samples)."""
+        if stage != 'first':
+            raise NotImplementedError(f'decode_to_img: stage {stage!r} (only the first stage decodes)')
+        index = self.first_stage_permuter(index, reverse=True)
+        bhwc = (zshape[0], zshape[2], zshape[3], zshape[1])
+        quant_z = self.first_stage_model.quantize.get_codebook_entry(index.reshape(-1), shape=bhwc)
+        return self.first_stage_model.decode(quant_z)
+
+    def get_input(self, key: Any, batch: dict):
+        """Batch -> model input: mel (B, 1, F, T) for 'image', the condition stage's input otherwise."""
+        if isinstance(key, str):
+            if key in ('feature', 'target'):
+                x = self.cond_stage_model.get_input(batch, key)
+            else:
+                if key not in batch:
+                    raise KeyError(f'batch has no {key!r} (keys: {sorted(batch)})')
+                x = batch[key]
+                if x.dim() == 3:
+                    x = x[..., None]
+                x = x.permute(0, 3, 1, 2).to(memory_format=torch.contiguous_format)
+            return x.float() if x.dtype == torch.double else x
+        x = self.cond_stage_model.get_input(batch, list(key))
+        return {k: (v.float() if v.dtype == torch.double else v) for k, v in x.items()}
+
+    def get_xc(self, batch: dict, N: Optional[int] = None):
+        x = self.get_input(self.first_stage_key, batch)
+        c = self.get_input(self.cond_stage_key, batch)
+        if N is not None:
+            x, c = x[:N], cond_slice(c, N)
+        return x, c
+
+    # ------------------------------------------------------------------ training
+    def shared_step(self, batch, batch_idx):
+        x, c = self.get_xc(batch)
+        logits, target = self(x, c)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
+
+    def training_step(self, batch, batch_idx):
+        loss = self.shared_step(batch, batch_idx)
+        self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self.shared_step(batch, batch_idx)
+        self.log('val/loss', loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+        if batch_idx == 0 and self.log_media and not self.trainer.sanity_checking:
+            self._log_media(batch)
+        return loss
+
+    def configure_optimizers(self):
+        """AdamW (betas 0.9, 0.95); weight decay 0.01 on nn.Linear weights only, none on biases,
+        LayerNorm/Embedding/Conv1d/RNN weights and ``pos_emb`` (the reference/minGPT rule)."""
+        decay, no_decay = set(), set()
+        for mn, m in self.transformer.named_modules():
+            for pn, _ in m.named_parameters(recurse=False):
+                fpn = f'{mn}.{pn}' if mn else pn
+                if pn.endswith('weight') and isinstance(m, torch.nn.Linear):
+                    decay.add(fpn)
+                else:
+                    no_decay.add(fpn)
+        params = dict(self.transformer.named_parameters())
+        assert decay | no_decay == set(params) and not decay & no_decay
+        groups = [{'params': [params[n] for n in sorted(decay)], 'weight_decay': 0.01},
+                  {'params': [params[n] for n in sorted(no_decay)], 'weight_decay': 0.0}]
+        return torch.optim.AdamW(groups, lr=self.scaled_lr(), betas=(0.9, 0.95))
+
+    # ------------------------------------------------------------------ media
+    @torch.no_grad()
+    def log_images(self, batch, temperature=None, top_k=None, callback=None, N: int = 4, **kwargs):
+        """Reference logger interface: inputs, reconstructions, a half-primed sample, a sample from
+        scratch and a greedy sample, each (N, 1, F, T) in [-1, 1], plus their attention rows."""
+        x, c = self.get_xc(batch, N)
+        x, c = x.to(self.device), cond_to(c, self.device)
+        quant_z, z_indices = self.encode_to_z(x)
+        _, c_indices = self.encode_to_c(c)
+        kw = dict(temperature=temperature if temperature is not None else 1.0,
+                  top_k=top_k if top_k is not None else 100, callback=callback or (lambda k: None))
+        n = z_indices.shape[1]
+        half, att_half = self.sample(z_indices[:, :n // 2], c_indices, n - n // 2, sample=True, **kw)
+        nopix, att_nopix = self.sample(z_indices[:, :0], c_indices, n, sample=True, **kw)
+        det, att_det = self.sample(z_indices[:, :0], c_indices, n, sample=False, callback=kw['callback'])
+        return {'inputs': x, 'reconstructions': self.decode_to_img(z_indices, quant_z.shape),
+                'samples_half': self.decode_to_img(half, quant_z.shape),
+                'samples_nopix': self.decode_to_img(nopix, quant_z.shape),
+                'samples_det': self.decode_to_img(det, quant_z.shape),
+                'att_half': att_half, 'att_nopix': att_nopix, 'att_det': att_det}
+
+    @torch.no_grad()
+    def _log_media(self, batch) -> None:
+        """Sampled spectrograms (low frequencies at the bottom) and Griffin-Lim audio to TensorBoard."""
+        experiment = getattr(self.logger, 'experiment', None)
+        if not self.trainer.is_global_zero or not hasattr(experiment, 'add_image'):
+            return
+        from specvqgan.audio import SR, mel_to_wav
+        logs = self.log_images(batch, temperature=self.log_temperature, top_k=self.log_top_k,
+                               N=self.log_num_samples)
+        for name in ('inputs', 'reconstructions', 'samples_half', 'samples_nopix', 'samples_det'):
+            for i in range(logs[name].shape[0]):
+                mel = ((logs[name][i, 0].float().cpu() + 1) / 2).clamp(0, 1)
+                experiment.add_image(f'val/{name}_{i}', mel.flip(0)[None], self.global_step, dataformats='CHW')
+                if hasattr(experiment, 'add_audio') and mel.shape[0] == N_MELS:
+                    wav = torch.from_numpy(mel_to_wav(mel.numpy()))[None]
+                    experiment.add_audio(f'val/{name}_{i}', wav, self.global_step, sample_rate=SR)
