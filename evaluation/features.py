@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from evaluation.melception import Melception
-from specvqgan.data.clips import load_mel
 from specvqgan.data.transforms import crop_start
 from specvqgan.modules.classifiers.vggishish import load_mel_stats_txt
 
@@ -154,11 +153,18 @@ def find_mels(root: str | Path) -> List[str]:
 
 
 def read_mel01(path: str) -> np.ndarray:
-    """A ``.npy`` mel in [0, 1] (F, T); a (1, F, T) array is squeezed."""
-    mel = np.load(path, allow_pickle=False) if os.path.isfile(path) else None
-    if mel is not None and mel.ndim == 3 and mel.shape[0] == 1:
-        return mel[0]
-    return load_mel(path)
+    """A ``.npy`` mel in [0, 1] (F, T); a (1, F, T) array is squeezed. Errors name the file."""
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"mel spectrogram not found: {path}") from None
+    except Exception:
+        raise ValueError(f"{path} is not a readable .npy array") from None
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.ndim != 2:
+        raise ValueError(f"mel spectrogram {path} has shape {mel.shape}, expected (F, T)")
+    return mel
 
 
 @dataclass

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from feature_extraction.extract import FEATURES, ExtractConfig, extract_folder, find_videos
+from feature_extraction.extract import FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, find_videos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ExtractConfig(duration=a.duration, feature=a.feature, min_clip_duration=a.min_clip_duration,
                             overwrite=a.overwrite)
         if not find_videos(a.videos):
-            print(f"error: no videos ({', '.join(('.mp4', '.mkv', '.webm', '.avi', '.mov'))}) under {a.videos}",
-                  file=sys.stderr)
+            print(f"error: no videos ({', '.join(VIDEO_EXTENSIONS)}) under {a.videos}", file=sys.stderr)
             return 2
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))

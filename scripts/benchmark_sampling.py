@@ -107,18 +107,20 @@ def main() -> None:
         ref = {b: time_reference(gpt, feats, b, args.ref_steps) for b in batches}
         for b in batches:
             rows.append((size, 'reference loop (extrapolated)', 'fp32', b, ref[b] / b, b * N_TOKENS / ref[b], 1.0))
+            print(f'[{size}] reference loop, batch {b}: {ref[b] / b:.2f} s per sample (extrapolated)', flush=True)
         for prec in precisions:
             low = prepare_gpt(gpt, prec)
             for b in batches:
                 t = time_cached(low, feats, b, args.repeats)
                 rows.append((size, 'KV cache', prec, b, t / b, b * N_TOKENS / t, ref[b] / t))
+                print(f'[{size}] KV cache {prec}, batch {b}: {t / b:.2f} s per sample', flush=True)
                 if size == 'paper':
                     line.setdefault(prec, {})[b] = (t / b, ref[b] / t)
             if prec != 'fp32':
                 diff, forced, free = precision_cost(gpt, low, feats)
                 print(f'[{size}] {prec} vs fp32: max |logit diff| {diff:.3g}, teacher-forced argmax agreement '
                       f'{forced:.1%}, free-running greedy tokens equal {free:.1%} '
-                      f'(random-init weights: near-ties make this pessimistic)')
+                      f'(random-init weights: near-ties make this pessimistic)', flush=True)
             del low
         print(f'[{size}] GPT parameters: {n_params / 1e6:.1f} M')
         del gpt

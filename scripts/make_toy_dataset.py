@@ -228,6 +228,8 @@ def make_toy_dataset(out: str | Path, n_classes: int = 8, clips_per_class: int =
         raise ValueError(f"--valid-per-class must be in 0..clips_per_class-1, got {valid_per_class}")
     if duration < 1.0:
         raise ValueError(f"--duration must be >= 1 s, got {duration}")
+    if fps <= 0:
+        raise ValueError(f"--fps must be > 0, got {fps}")
     if size % 2 or size < 16:
         raise ValueError(f"--size must be even and >= 16, got {size}")
     out = Path(out)
@@ -247,6 +249,11 @@ def make_toy_dataset(out: str | Path, n_classes: int = 8, clips_per_class: int =
     meta = {"classes": [m.name for m in MOTIFS[:n_classes]], "settings": {**args, "sr": SR},
             "motifs": [asdict(m) for m in MOTIFS[:n_classes]], "events": {c["id"]: c["events"] for c in clips}}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    stale = [p for p in (out / "videos").rglob("*.mp4")
+             if f"{p.parent.name}/{p.stem}" not in meta["events"]]
+    if stale:
+        log.warning("%d older .mp4 files under %s are not part of this dataset (e.g. %s); remove them "
+                    "before extracting features", len(stale), out / "videos", stale[0])
     return meta
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from specvqgan.audio import HOP, N_MELS, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
+from specvqgan.audio import SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
 from specvqgan.config import instantiate_from_config, load_config
 from specvqgan.models.base import model_config_of, read_checkpoint
 
@@ -116,38 +116,12 @@ def load_codebook(ckpt: str | Path, config: str | Path | None = None) -> torch.n
     return model.eval()
 
 
-def load_vocoder(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A MelGAN vocoder as ``mel (80, T) in [0, 1] -> wav (T * 256,)``. Accepts a self-describing
-    checkpoint (exported / ``train.py``) or the reference ``best_netG.pt`` state_dict (ngf 32, 3 res layers)."""
-    from vocoder.modules import Generator
-
-    state = read_checkpoint(path)
-    try:
-        from specvqgan.models.base import load_model
-        model_cfg = model_config_of(state, path)
-        gen = load_model(path)
-        if not isinstance(gen, Generator):
-            gen = getattr(gen, "generator", None) or getattr(gen, "netG", None)
-        if not isinstance(gen, Generator):
-            raise ValueError(f"{path} ({model_cfg['target']}) holds no vocoder Generator")
-    except ValueError:
-        gen = Generator(input_size=N_MELS, ngf=32, n_residual_layers=3)
-        gen.load_state_dict(state.get("state_dict", state), strict=True)
-    gen.eval()
-
-    @torch.inference_mode()
-    def vocode(mel: np.ndarray) -> np.ndarray:
-        return gen(torch.from_numpy(np.asarray(mel, np.float32))[None]).reshape(-1).numpy()
-
-    return vocode
-
-
 class SpectrogramCodec:
     """Wraps a trained codebook (``VQModel``) and a vocoder (Griffin-Lim by default) into a codec.
 
     Args:
-        model: a VQModel (2D) in eval mode. vocoder: ``mel (80, T) [0, 1] -> wav (T*256,)`` at 22050 Hz;
-            ``None`` uses Griffin-Lim (``specvqgan.audio.mel_to_wav``).
+        model: a VQModel (2D) in eval mode. vocoder: ``mel (80, T) [0, 1] -> wav (T*256,)`` at 22050 Hz
+            (e.g. ``vocoder.inference.MelGANVocoder``); ``None`` uses Griffin-Lim (``specvqgan.audio.mel_to_wav``).
     """
 
     def __init__(self, model: torch.nn.Module, vocoder: Callable[[np.ndarray], np.ndarray] | None = None):
@@ -159,7 +133,14 @@ class SpectrogramCodec:
     @classmethod
     def from_checkpoint(cls, ckpt: str | Path, vocoder: str | Path | None = None,
                         config: str | Path | None = None) -> "SpectrogramCodec":
-        return cls(load_codebook(ckpt, config), load_vocoder(vocoder) if vocoder else None)
+        """Codebook from ``ckpt`` (see :func:`load_codebook`); MelGAN from ``vocoder`` (a checkpoint or a
+        reference ``best_netG.pt`` + ``args.yml`` folder, see ``vocoder.inference``) or Griffin-Lim."""
+        voc = None
+        if vocoder is not None:
+            from vocoder.inference import load_vocoder
+
+            voc = load_vocoder(vocoder)
+        return cls(load_codebook(ckpt, config), voc)
 
     @torch.inference_mode()
     def encode(self, wav: np.ndarray, sr: int) -> Codes:
@@ -204,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("input"), enc.add_argument("output")
     dec = sub.add_parser("decode", help="codes .npz -> wav")
     dec.add_argument("input"), dec.add_argument("output")
-    dec.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    dec.add_argument("--vocoder", default=None,
+                     help="MelGAN checkpoint or reference folder (best_netG.pt + args.yml); default: Griffin-Lim")
     for p in (enc, dec):
         p.add_argument("--ckpt", required=True, help="codebook checkpoint (.ckpt from train.py or exported .pt)")
         p.add_argument("--config", default=None, help="YAML with the model config if the checkpoint has none")

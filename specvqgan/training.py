@@ -64,11 +64,15 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
     return RunDirs(Path(logroot) / f"{now}_{run_name}", None, [Path(b) for b in base])
 
 
-class SaveOnInterrupt(Callback):
-    """Ctrl-C (SIGINT) or SIGTERM: save ``last.ckpt`` before the process exits, so no work is lost."""
+class SaveLast(Callback):
+    """``last.ckpt`` always holds the latest state: written when training ends (also mid-epoch, e.g.
+    at ``max_steps``) and on Ctrl-C (SIGINT) or SIGTERM before the process exits, so no work is lost."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # every rank calls save_checkpoint (it synchronizes; only rank 0 writes the file)
@@ -97,7 +101,7 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
         ModelCheckpoint(dirpath=dirs.ckptdir, filename="best-{epoch:03d}-{step:06d}" if monitor else "{epoch:03d}-{step:06d}",
                         monitor=monitor, save_top_k=ckpt_params.pop("save_top_k", 1), save_last=True,
                         mode=ckpt_params.pop("mode", "min"), **ckpt_params),
-        SaveOnInterrupt(dirs.ckptdir / "last.ckpt"),
+        SaveLast(dirs.ckptdir / "last.ckpt"),
         StoreConfig(cfg),
         LearningRateMonitor(logging_interval="step"),
     ]

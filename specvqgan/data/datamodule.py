@@ -130,15 +130,18 @@ class SpectrogramDataModuleFromConfig(DataModule):
     Args (besides batch_size, num_workers, train/validation/test, wrap):
         spec_dir_path, mel_num, spec_len, spec_crop_len, random_crop: put into each split's
             ``specs_dataset_cfg`` (``None`` values are left out, so the dataset defaults apply).
+        skip_missing, meta_path: also passed on when set (not in the reference): skip absent clips;
+            the VGGSound class-label CSV.
         sample_rate: accepted for reference configs; unused (22050 Hz everywhere).
     """
 
     def __init__(self, batch_size: int, num_workers: int = 0, spec_dir_path: str | None = None,
                  sample_rate: int | None = None, mel_num: int | None = None, spec_len: int | None = None,
-                 spec_crop_len: int | None = None, random_crop: bool | None = None, train: Mapping | None = None,
-                 validation: Mapping | None = None, test: Mapping | None = None, wrap: bool = False) -> None:
-        shared = dict(spec_dir_path=spec_dir_path, mel_num=mel_num, spec_len=spec_len,
-                      spec_crop_len=spec_crop_len, random_crop=random_crop)
+                 spec_crop_len: int | None = None, random_crop: bool | None = None, skip_missing: bool | None = None,
+                 meta_path: str | None = None, train: Mapping | None = None, validation: Mapping | None = None,
+                 test: Mapping | None = None, wrap: bool = False) -> None:
+        shared = dict(spec_dir_path=spec_dir_path, mel_num=mel_num, spec_len=spec_len, spec_crop_len=spec_crop_len,
+                      random_crop=random_crop, skip_missing=skip_missing, meta_path=meta_path)
         splits = [None if s is None else _inject(s, "specs_dataset_cfg", shared) for s in (train, validation, test)]
         super().__init__(batch_size, num_workers, *splits, wrap=wrap)
 
@@ -148,7 +151,8 @@ class ConditionedSpectrogramDataModuleFromConfig(DataModule):
 
     The spectrogram keys go to each split's ``specs_dataset_cfg``; the feature keys to its
     ``condition_dataset_cfg`` (only for targets whose class name has ``CondOn``). ``None`` values are left
-    out so that the dataset defaults apply. ``sample_rate`` and ``crop_coord`` are accepted and unused.
+    out so that the dataset defaults apply. ``sample_rate`` and ``crop_coord`` are accepted and unused;
+    ``skip_missing`` and ``meta_path`` (not in the reference) go to both sub-configs when set.
     """
 
     def __init__(self, batch_size: int, num_workers: int = 0, spec_dir_path: str | None = None,
@@ -158,14 +162,16 @@ class ConditionedSpectrogramDataModuleFromConfig(DataModule):
                  replace_feats_with_random: bool | None = None, feat_depth: int | None = None,
                  feat_len: int | None = None, feat_crop_len: int | None = None, crop_coord: bool | None = None,
                  for_which_class: str | None = None, feat_sampler_cfg: Mapping | None = None,
+                 skip_missing: bool | None = None, meta_path: str | None = None,
                  train: Mapping | None = None, validation: Mapping | None = None, test: Mapping | None = None,
                  wrap: bool = False) -> None:
-        specs = dict(spec_dir_path=spec_dir_path, random_crop=random_crop, mel_num=mel_num, spec_len=spec_len,
-                     spec_crop_len=spec_crop_len, crop_coord=crop_coord, for_which_class=for_which_class)
+        both = dict(random_crop=random_crop, for_which_class=for_which_class, skip_missing=skip_missing,
+                    meta_path=meta_path)
+        specs = dict(spec_dir_path=spec_dir_path, mel_num=mel_num, spec_len=spec_len,
+                     spec_crop_len=spec_crop_len, crop_coord=crop_coord, **both)
         cond = dict(rgb_feats_dir_path=rgb_feats_dir_path, flow_feats_dir_path=flow_feats_dir_path,
-                    feat_depth=feat_depth, feat_len=feat_len, feat_crop_len=feat_crop_len, random_crop=random_crop,
-                    for_which_class=for_which_class, feat_sampler_cfg=feat_sampler_cfg,
-                    replace_feats_with_random=replace_feats_with_random)
+                    feat_depth=feat_depth, feat_len=feat_len, feat_crop_len=feat_crop_len,
+                    feat_sampler_cfg=feat_sampler_cfg, replace_feats_with_random=replace_feats_with_random, **both)
         splits = []
         for split in (train, validation, test):
             if split is not None:

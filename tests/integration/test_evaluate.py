@@ -56,6 +56,7 @@ def setup(tmp_path_factory):
     return root, gen, toy, ckpt
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(setup):
     root, gen, toy, ckpt = setup
     real = next(toy.glob("features"))
@@ -77,7 +78,7 @@ def test_cli_end_to_end(setup):
         assert report["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     assert report["metrics"]["fid"] > 0 and report["metrics"]["isc_mean"] > 1.0
 
-    bad = subprocess.run(cmd[:4] + [str(root / "missing")] + cmd[5:], cwd=REPO, capture_output=True,
+    bad = subprocess.run(cmd[:5] + [str(root / "missing")] + cmd[6:], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 

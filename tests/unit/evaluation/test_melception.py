@@ -83,3 +83,14 @@ def test_small_width_shapes_aux_and_gradients(recipe):
     assert not torch.allclose(f["logits"][0], f["logits"][1])  # outputs depend on the input
     with pytest.raises(ValueError, match=r"\(B, n_mels, T\)"):
         model.features(x[0])
+
+
+def test_reference_eval_config_target_instantiates():
+    """The reference eval configs' `feature_extractor` block resolves to our class through the aliases."""
+    from specvqgan.config import instantiate_from_config
+
+    model = instantiate_from_config({"target": "evaluation.feature_extractors.melception.Melception",
+                                     "params": {"num_classes": 309, "features_list": ["2048", "logits"]}})
+    assert isinstance(model, MelceptionExtractor) and model.features_list == ["2048", "logits"]
+    with pytest.raises(ValueError, match="unknown feature"):
+        MelceptionExtractor(features_list=["768"])

@@ -13,7 +13,8 @@ def _f(golden, key):
 
 def test_fid_golden(golden_metrics):
     r = golden_metrics["results"]
-    assert fid(_f(golden_metrics, "feats_32_1"), _f(golden_metrics, "feats_32_2")) == pytest.approx(r["fid_32"], rel=1e-6)
+    assert fid(_f(golden_metrics, "feats_32_1"), _f(golden_metrics, "feats_32_2")) == pytest.approx(
+        r["fid_32"], rel=1e-6)
     assert fid(_f(golden_metrics, "feats_2048_1"), _f(golden_metrics, "feats_2048_2")) == pytest.approx(
         r["fid_2048"], rel=1e-5)
 

@@ -89,4 +89,4 @@ def test_discriminator_scales_and_features():
         length = 8192 // 2 ** scale
         assert feats[0].shape == (2, 16, length)
         assert feats[-1].shape == (2, 1, length // 4 ** 4)  # patch scores
-    assert [f.shape[1] for f in outs[0]] == [16, 64, 256, 1024, 1024, 1]
+    assert [f.shape[1] for f in outs[0]] == [16, 64, 256, 1024, 1024, 1024, 1]
