@@ -16,6 +16,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["specvqgan", "specvqgan.*", "feature_extraction", "feature_extraction.*",
                                     "vocoder", "vocoder.*", "evaluation", "evaluation.*"]),
+    package_data={"evaluation": ["data/*.txt"]},
     install_requires=requirements,
     extras_require={"test": ["pytest>=8"]},
 )

@@ -124,7 +124,11 @@ def evaluate(generated: str | Path, reference: str | Path, melception: str | Pat
              crop: int | None = None, batch_size: int = 8, device: str | None = None,
              cache_dir: str | Path | None = None, stats_path: str | Path | None = None,
              kid_subsets: int = 100, kid_subset_size: int = 1000, isc_splits: int = 10) -> dict:
-    """Compute the requested metrics; returns a JSON-serialisable dict (``metrics``, ``counts``, ...)."""
+    """Compute the requested metrics; returns a JSON-serialisable dict (``metrics``, ``counts``, ...).
+
+    ``crop`` defaults to the largest multiple of 16 <= the shortest of the first 256 mels of each set
+    (848 for 10 s mels, 160 for the 2 s toy ones); shorter mels are reported as unreadable.
+    """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"--metrics: unknown {unknown}; choose from {','.join(METRICS)}")

@@ -36,4 +36,7 @@ REFERENCE_ALIASES: dict[str, str] = {
     'specvqgan.modules.vqvae.quantize.VectorQuantizer1d': 'specvqgan.modules.vqgan.quantize.VectorQuantizer1d',
     # evaluation helper (reference eval configs' feature extractor)
     'evaluation.feature_extractors.melception.Melception': 'evaluation.melception.MelceptionExtractor',
+    # vocoder helper (the reference's second, identical copy of the MelGAN modules)
+    'vocoder.mel2wav.modules.Generator': 'vocoder.modules.Generator',
+    'vocoder.mel2wav.modules.Discriminator': 'vocoder.modules.Discriminator',
 }

@@ -107,7 +107,9 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
     ]
     early = light.get("early_stopping")
     if early:
-        callbacks.append(EarlyStopping(**OmegaConf.to_container(early.get("params", {}))))
+        params = OmegaConf.to_container(early.get("params", {}))
+        params.setdefault("check_on_train_epoch_end", False)  # judge after validation, not mid-epoch stops
+        callbacks.append(EarlyStopping(**params))
     for name, block in (light.get("callbacks") or {}).items():
         if not isinstance(block, DictConfig) or "target" not in block:
             raise ConfigError(f"lightning.callbacks.{name} must be a {{target, params}} block")

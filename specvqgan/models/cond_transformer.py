@@ -26,7 +26,7 @@ from specvqgan.config import ConfigError, instantiate_from_config
 from specvqgan.models.base import BaseModel
 from specvqgan.modules.conditioning import cond_slice, cond_to
 from specvqgan.modules.transformer.mingpt import GPTClass, GPTFeats, GPTFeatsClass
-from specvqgan.sampling import sample_tokens
+from specvqgan.sampling import sample_long, sample_tokens
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,26 @@ class Net2NetTransformer(BaseModel):
             self.init_from_ckpt(ckpt_path, ignore_keys=ignore_keys)
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(cls, path: str) -> 'Net2NetTransformer':
+        """Rebuild from a self-describing checkpoint (``train.py`` ``.ckpt`` or an exported ``.pt``) in
+        eval mode. The codebook weights come from the checkpoint itself, so the first stage's
+        ``ckpt_path`` recorded in the config is not needed (it may no longer exist)."""
+        from specvqgan.models.base import model_config_of, read_checkpoint
+        ckpt = read_checkpoint(path)
+        full = ckpt.get('config')
+        if isinstance(full, dict) and 'model' in full:  # train.py stores the whole (unresolved) config
+            full = OmegaConf.create(full)
+            OmegaConf.resolve(full)
+            config = full.model
+        else:
+            config = OmegaConf.create(model_config_of(ckpt, path))
+        config.params.first_stage_config.params.ckpt_path = None
+        config.params.ckpt_path = None
+        model = instantiate_from_config(config)
+        model.load_state_dict(ckpt['state_dict'], strict=True)
+        return model.eval()
+
     def init_from_ckpt(self, path: str, ignore_keys: Sequence[str] = ()) -> None:
         """Load a Lightning/exported checkpoint; keys starting with ``ignore_keys`` are skipped and
         must be the only missing ones (no silent partial loads)."""
@@ -206,6 +226,44 @@ class Net2NetTransformer(BaseModel):
         return tokens, att.detach().cpu()
 
     @torch.no_grad()
+    def generate(self, c: Any, *, num_samples: int = 1, total_cols: Optional[int] = None,
+                 x: Optional[torch.Tensor] = None, prime_cols: int = 0, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
+                 seed: Optional[int] = None, window_hop: int = 1, gpt: Optional[torch.nn.Module] = None,
+                 progress: bool = False):
+        """Condition -> (tokens (B*n, H*total_cols), mel (B*n, 1, 80, 16*total_cols) in [-1, 1]).
+
+        Args:
+            c: the condition batch (as ``get_input`` returns it). num_samples: samples per condition.
+            total_cols: latent columns to generate (default: the trained width W; more -> sliding window,
+                e.g. ``3 * W`` for 3x the trained length). x / prime_cols: prime with the first
+                ``prime_cols`` columns of the mel x (B, 1, 80, T). gpt: an inference copy from
+                :func:`specvqgan.sampling.prepare_gpt` (bf16/int8), default the fp32 transformer.
+            Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.
+        """
+        perm = self.first_stage_permuter
+        if not hasattr(perm, 'H'):
+            raise ValueError('generate() needs a ColumnMajor first-stage permuter (H, W)')
+        H, W = perm.H, perm.W
+        total_cols = total_cols or W
+        gpt = (gpt or self.transformer).eval()
+        cond = c if self.has_prefix_gpt else self.encode_to_c(c)[1]
+        prefix = None
+        if prime_cols:
+            if x is None:
+                raise ValueError('prime_cols > 0 needs the mel x to take the first columns from')
+            prefix = self.encode_to_z(x)[1][:, :prime_cols * H]
+        kw = dict(prefix=prefix, num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
+                  greedy=greedy, seed=seed, progress=progress)
+        if total_cols == W:
+            tokens = sample_tokens(gpt, cond, H * W - (0 if prefix is None else prefix.shape[1]), **kw)
+        else:
+            tokens = sample_long(gpt, cond, H=H, W=W, total_cols=total_cols, window_hop=window_hop, **kw)
+        e_dim = self.first_stage_model.quantize.embedding.weight.shape[1]
+        mel = self.decode_to_img(tokens, (tokens.shape[0], e_dim, H, total_cols))
+        return tokens, mel
+
+    @torch.no_grad()
     def encode_to_z(self, x: torch.Tensor):
         """mel (B, 1, F, T) -> (quant_z (B, E, F/16, T/16), column-major indices (B, F/16 * T/16))."""
         quant_z, _, info = self.first_stage_model.encode(x)
@@ -265,12 +323,14 @@ class Net2NetTransformer(BaseModel):
 
     def training_step(self, batch, batch_idx):
         loss = self.shared_step(batch, batch_idx)
-        self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True)
+        n = len(batch[self.first_stage_key])
+        self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch, batch_idx):
         loss = self.shared_step(batch, batch_idx)
-        self.log('val/loss', loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+        n = len(batch[self.first_stage_key])
+        self.log('val/loss', loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
         if batch_idx == 0 and self.log_media and not self.trainer.sanity_checking:
             self._log_media(batch)
         return loss

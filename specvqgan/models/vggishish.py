@@ -2,29 +2,25 @@
 
 `VGGishishClassifier` wraps `specvqgan.modules.classifiers.vggishish.VGGishish` (keys `model.*`) and
 keeps the per-mel-bin standardization stats of its training split as buffers `train_means`,
-`train_stds` (F,), so the checkpoint is all LPAPS needs (`LPAPS(ckpt_path=...)`). The stats are
-computed from the training dataloader's dataset at the start of fit (unless given by `stats_path` or
-restored from a checkpoint), the way the reference `StandardNormalizeAudio` computed them.
+`train_stds` (F,) (`specvqgan.models.mel_stats.MelStatsMixin`), so the checkpoint is all LPAPS needs
+(`LPAPS(ckpt_path=...)`). The stats are computed from the training dataset at the start of fit (unless
+given by `stats_path` or restored from a checkpoint), the way the reference `StandardNormalizeAudio` did.
 Optimizer: Adam (reference: lr 3e-4, betas (0.9, 0.999), no weight decay); early stopping on val/loss
 is configured in the YAML.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from specvqgan.models.base import BaseModel
-from specvqgan.modules.classifiers.vggishish import (VGG16_CONV_LAYERS, VGGishish, compute_mel_stats,
-                                                    load_mel_stats_txt)
-
-logger = logging.getLogger(__name__)
+from specvqgan.models.mel_stats import MelStatsMixin
+from specvqgan.modules.classifiers.vggishish import VGG16_CONV_LAYERS, VGGishish
 
 
-class VGGishishClassifier(BaseModel):
+class VGGishishClassifier(MelStatsMixin, BaseModel):
     """LightningModule: standardized mel -> VGGishish -> class logits, cross-entropy training.
 
     Args:
@@ -49,52 +45,7 @@ class VGGishishClassifier(BaseModel):
         self.betas, self.weight_decay = tuple(betas), weight_decay
         self.stats_batch_size = stats_batch_size
         self.num_classes = num_classes
-        # buffer names are read by specvqgan.losses.lpaps (CLASSIFIER_STATS_KEYS)
-        self.register_buffer('train_means', torch.full((n_mels,), float('nan')))
-        self.register_buffer('train_stds', torch.full((n_mels,), float('nan')))
-        if stats_path is not None:
-            self.set_stats(*load_mel_stats_txt(stats_path))
-
-    # ---- standardization stats -------------------------------------------------------------------
-    @property
-    def has_stats(self) -> bool:
-        return bool(torch.isfinite(self.train_means).all() and torch.isfinite(self.train_stds).all())
-
-    def set_stats(self, means: np.ndarray, stds: np.ndarray) -> None:
-        """Set the (F,) per-mel-bin mean/std of [0, 1] training mels."""
-        means, stds = torch.as_tensor(np.asarray(means)).flatten(), torch.as_tensor(np.asarray(stds)).flatten()
-        if means.numel() != self.train_means.numel() or stds.numel() != self.train_stds.numel():
-            raise ValueError(f'stats have {means.numel()}/{stds.numel()} bins, n_mels is {self.train_means.numel()}')
-        if not (torch.isfinite(stds).all() and (stds > 0).all()):
-            raise ValueError('mel stds must be finite and positive (a constant mel bin in the training set?)')
-        self.train_means.copy_(means)
-        self.train_stds.copy_(stds)
-
-    def compute_stats(self, dataset) -> tuple[np.ndarray, np.ndarray]:
-        """One pass over `dataset` (items with `input_key` (F, T) in [-1, 1]) -> (means, stds) (F,)."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=self.stats_batch_size, shuffle=False)
-        return compute_mel_stats((batch[self.input_key] + 1) / 2 for batch in loader)
-
-    def on_fit_start(self) -> None:
-        if self.has_stats:
-            return
-        dm = self.trainer.datamodule
-        if dm is None:
-            raise RuntimeError('VGGishishClassifier needs a datamodule to compute the mel stats of the '
-                               'training split (or pass stats_path)')
-        stats = None
-        if self.trainer.is_global_zero:
-            dataset = dm.train_dataloader().dataset
-            logger.info('computing per-mel-bin stats over %d training clips', len(dataset))
-            stats = self.compute_stats(dataset)
-        stats = self.trainer.strategy.broadcast(stats, src=0)
-        self.set_stats(*stats)
-
-    def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        """x (Tensor): (B, F, T) mel in [-1, 1] -> ((x + 1) / 2 - mean) / std, (B, F, T)."""
-        if not self.has_stats:
-            raise RuntimeError('VGGishishClassifier has no mel stats: fit it, load a checkpoint or give stats_path')
-        return ((x + 1) / 2 - self.train_means[:, None]) / self.train_stds[:, None]
+        self._init_mel_stats(n_mels, stats_path)  # buffers train_means/train_stds, read by LPAPS
 
     # ---- model ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +53,9 @@ class VGGishishClassifier(BaseModel):
         return self.model(self.standardize(x.float()))
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
+        if self.target_key not in batch:
+            raise KeyError(f"the {split} batch has no class targets '{self.target_key}' (keys: {sorted(batch)}); "
+                           'VGGSound datasets need their class-label CSV (meta_path)')
         x, y = batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
         logits = self(x)
         loss = F.cross_entropy(logits, y)

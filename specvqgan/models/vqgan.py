@@ -172,8 +172,9 @@ class VQModel(BaseModel):
         self.manual_backward(aeloss)
         opt_ae.step()
         self.untoggle_optimizer(opt_ae)
-        self.log("train/aeloss", aeloss.detach(), prog_bar=True, on_step=True, on_epoch=True)
-        self.log_dict(_detach(log_ae, skip="train/aeloss"), on_step=True, on_epoch=True)
+        bs = x.shape[0]
+        self.log("train/aeloss", aeloss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        self.log_dict(_detach(log_ae, skip="train/aeloss"), on_step=True, on_epoch=True, batch_size=bs)
 
         if opt_disc is not None:
             self.toggle_optimizer(opt_disc)
@@ -183,12 +184,12 @@ class VQModel(BaseModel):
             self.manual_backward(discloss)
             opt_disc.step()
             self.untoggle_optimizer(opt_disc)
-            self.log("train/disc_loss", discloss.detach(), prog_bar=True, on_step=True, on_epoch=True)
-            self.log_dict(_detach(log_disc, skip="train/disc_loss"), on_step=True, on_epoch=True)
+            self.log("train/disc_loss", discloss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+            self.log_dict(_detach(log_disc, skip="train/disc_loss"), on_step=True, on_epoch=True, batch_size=bs)
 
         _, usage = self._usage_stats(info[2])
-        self.log("train/perplexity", info[0].detach(), on_step=True, on_epoch=True)
-        self.log("train/code_usage", usage, on_step=True, on_epoch=True)
+        self.log("train/perplexity", info[0].detach(), on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/code_usage", usage, on_step=True, on_epoch=True, batch_size=bs)
         return aeloss.detach()
 
     def on_validation_epoch_start(self) -> None:
@@ -201,13 +202,14 @@ class VQModel(BaseModel):
         xrec = self.decode(quant)
         step = self.batch_step
         aeloss, log_ae = self.loss(qloss, x, xrec, 0, step, last_layer=self.get_last_layer(), split="val")
-        self.log("val/rec_loss", log_ae["val/rec_loss"], prog_bar=True, on_epoch=True, sync_dist=True)
-        self.log("val/aeloss", aeloss, prog_bar=True, on_epoch=True, sync_dist=True)
+        bs = x.shape[0]
+        self.log("val/rec_loss", log_ae["val/rec_loss"], prog_bar=True, on_epoch=True, sync_dist=True, batch_size=bs)
+        self.log("val/aeloss", aeloss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=bs)
         self.log_dict({k: v for k, v in log_ae.items() if k not in ("val/rec_loss", "val/aeloss")}, on_epoch=True,
-                      sync_dist=True)
+                      sync_dist=True, batch_size=bs)
         if self._has_discriminator():
             _, log_disc = self.loss(qloss, x, xrec, 1, step, last_layer=self.get_last_layer(), split="val")
-            self.log_dict(log_disc, on_epoch=True, sync_dist=True)
+            self.log_dict(log_disc, on_epoch=True, sync_dist=True, batch_size=bs)
         counts, _ = self._usage_stats(info[2])
         if self._val_counts is None:
             self.on_validation_epoch_start()

@@ -34,14 +34,14 @@ def test_train_toy_codebook_cli(tmp_path):
     write_toy_mels(root)
     cmd = [sys.executable, "train.py", "--base", "configs/toy/codebook.yaml", "-t", "-l", str(tmp_path / "logs"),
            f"data.params.train.params.data_root={root}", f"data.params.validation.params.data_root={root}",
-           "data.params.batch_size=2", "lightning.trainer.max_steps=6", "lightning.trainer.enable_progress_bar=false"]
+           "data.params.batch_size=2", "lightning.trainer.max_steps=4", "lightning.trainer.enable_progress_bar=false"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logdir = next((tmp_path / "logs").glob("*_codebook"))
     last = logdir / "checkpoints" / "last.ckpt"
     assert last.is_file() and list((logdir / "configs").glob("*-project.yaml"))
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 6  # 3 batches x (generator + discriminator)
+    assert ckpt["global_step"] == 4  # 2 batches (one epoch) x (generator + discriminator)
     assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"encoder", "decoder", "quantize", "quant_conv",
                                                             "post_quant_conv", "loss"}
     # the training checkpoint describes itself: the codec rebuilds the codebook from it alone

@@ -64,6 +64,24 @@ def test_codes_file_round_trip_and_errors(ckpt, clips, tmp_path):
         load_codebook(tmp_path / "nope.pt")
 
 
+def test_reference_log_layout(ckpt, tmp_path):
+    """An authors'-style run: Lightning ckpt without a config + <run>/configs/*-project.yaml (with its loss)."""
+    import yaml
+
+    state = torch.load(ckpt, weights_only=False)
+    run = tmp_path / "2021-05-19T22-16-54_vas_codebook"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "configs").mkdir()
+    torch.save({"state_dict": state["state_dict"], "global_step": 7}, run / "checkpoints" / "last.ckpt")
+    params = dict(CONFIG["params"], lossconfig={"target": "specvqgan.modules.losses.vqperceptual.VQLPAPSWithDiscriminator",
+                                                "params": {"disc_start": 2001, "perceptual_weight": 1.0}})
+    (run / "configs" / "2021-05-19T22-16-54-project.yaml").write_text(
+        yaml.safe_dump({"model": {"base_learning_rate": 1e-6, "target": CONFIG["target"], "params": params}}))
+    model = load_codebook(run / "checkpoints" / "last.ckpt")  # the loss is not built (inference only)
+    assert model.loss is None
+    assert torch.equal(model.quantize.embedding.weight, state["state_dict"]["quantize.embedding.weight"])
+
+
 @pytest.mark.slow
 def test_cli_encode_decode(ckpt, clips, tmp_path, capsys):
     clip = clips[0]

@@ -86,3 +86,18 @@ def test_bad_ddconfig_names_the_key():
               num_res_blocks=1, attn_resolutions=[], dropout=0.0, num_res_block=2)
     with pytest.raises(ValueError, match="num_res_block"):
         VQModel(dd, None, n_embed=4, embed_dim=8)
+
+
+def test_init_from_ckpt_drops_loss_keys_and_is_strict(reference_dir, golden, tmp_path):
+    """A training checkpoint (with loss.* weights) initialises a loss-free first stage; a wrong key fails."""
+    params = yaml.safe_load((reference_dir / "golden" / "codebook_tiny.yaml").read_text())["constructor_params"]
+    params["lossconfig"] = None
+    sd = dict(golden["state_dict"], **{"loss.discriminator.main.0.weight": torch.zeros(2)})
+    torch.save({"state_dict": sd, "global_step": 3}, tmp_path / "train.ckpt")
+    model = VQModel(**params, ckpt_path=str(tmp_path / "train.ckpt"))
+    assert torch.equal(model.quantize.embedding.weight, golden["state_dict"]["quantize.embedding.weight"].float())
+    del sd["quant_conv.bias"]
+    torch.save({"state_dict": sd}, tmp_path / "broken.ckpt")
+    with pytest.raises(RuntimeError, match="quant_conv.bias"):
+        VQModel(**params, ckpt_path=str(tmp_path / "broken.ckpt"))
+    model = VQModel(**params, ckpt_path=str(tmp_path / "broken.ckpt"), ignore_keys=["quant_conv"])

@@ -78,3 +78,20 @@ def test_1d_quantizer_sequences():
     z_q, _, info = q(torch.randn(2, 4, 7))
     assert z_q.shape == (2, 4, 7) and info[2].shape == (14, 1)
     assert torch.allclose(q.embed_code(info[2].view(2, 7)), z_q, atol=1e-6)
+
+
+def test_1d_model_shapes_and_gradients():
+    """VQModel1d (reference 1D variant): mel bins as channels, time down-sampled 2**(levels-1)."""
+    from specvqgan.models.vqgan import VQModel1d
+
+    dd = dict(double_z=False, z_channels=32, resolution=32, in_channels=80, out_ch=80, ch=32, ch_mult=[1, 2],
+              num_res_blocks=1, attn_resolutions=[16], dropout=0.0)
+    model = VQModel1d(dd, None, n_embed=16, embed_dim=32, image_key="image")
+    x = model.get_input({"image": torch.rand(2, 80, 32) * 2 - 1}, "image")
+    assert x.shape == (2, 1, 80, 32)
+    rec, diff = model(x)
+    assert rec.shape == (2, 1, 80, 32)
+    (rec.abs().mean() + diff).backward()
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0  # gradient reached the encoder (straight-through)
+    assert model.encode_to_indices(x).shape == (2, 16)
+    assert len(model.encoder.down[1].attn) == 1 and "encoder.down.1.attn.0.q.weight" in model.state_dict()

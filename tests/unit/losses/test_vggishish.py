@@ -97,6 +97,8 @@ def test_forward_needs_stats():
     model = VGGishishClassifier(**TINY)
     with pytest.raises(RuntimeError, match='no mel stats'):
         model(torch.zeros(1, 80, 32))
+    with pytest.raises(KeyError, match='meta_path'):
+        model.training_step({'image': torch.zeros(1, 80, 32)}, 0)
 
 
 def test_fit_computes_stats_learns_and_checkpoint_restores_them(tmp_path, monkeypatch):
@@ -109,8 +111,8 @@ def test_fit_computes_stats_learns_and_checkpoint_restores_them(tmp_path, monkey
     trainer.fit(model, datamodule=data)
     # stats of the training split, computed the reference way on [0, 1] mels
     means, stds = compute_mel_stats([(data.train.images[i] + 1) / 2 for i in range(len(data.train))])
-    torch.testing.assert_close(model.train_means, torch.from_numpy(means).float())
-    torch.testing.assert_close(model.train_stds, torch.from_numpy(stds).float())
+    torch.testing.assert_close(model.train_means, torch.from_numpy(means))
+    torch.testing.assert_close(model.train_stds, torch.from_numpy(stds))
     # training lowers the loss (first vs last epoch, 6 steps each)
     assert np.mean(rec.losses[-6:]) < 0.5 * np.mean(rec.losses[:6]), rec.losses
     assert trainer.callback_metrics['val/acc'] > 0.9

@@ -104,3 +104,14 @@ def test_checkpoint_round_trip(model, tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
     assert not any(k.endswith('attn.mask') for k in loaded.state_dict())
+
+
+def test_generate_long_and_primed(model):
+    """3x the trained length decodes as one mel (no seam); priming keeps the first columns."""
+    model.eval()
+    x, c = model.get_xc(_batch(2))
+    tokens, mel = model.generate(c, total_cols=12, num_samples=2, seed=0, top_k=8)
+    assert tokens.shape == (4, 5 * 12) and mel.shape == (4, 1, 80, 16 * 12)
+    _, z = model.encode_to_z(x)
+    tokens, mel = model.generate(c, x=x, prime_cols=2, greedy=True)
+    assert torch.equal(tokens[:, :10], z[:, :10]) and mel.shape == (2, 1, 80, 64)
