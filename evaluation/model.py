@@ -3,7 +3,7 @@ on VGGSound mels, Adam 3e-4, batch 48, early stopping on the validation loss).
 
 `MelceptionClassifier` wraps :class:`evaluation.melception.Melception` (keys ``model.*``, so
 ``model.<reference key>``) and keeps the per-mel-bin standardization stats of its training split as
-buffers ``train_means``/``train_stds`` (F,), so the checkpoint is all :func:`evaluation.features.
+buffers ``train_means``/``train_stds`` (F,) (:class:`specvqgan.models.mel_stats.MelStatsMixin`), so the checkpoint is all :func:`evaluation.features.
 load_melception` needs. The stats are computed at the start of fit from the training dataset (as the
 reference ``StandardNormalizeAudio``: average of per-clip per-bin means and stds) unless given by
 ``stats_path`` or restored from a checkpoint.
@@ -18,19 +18,18 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from evaluation.features import export_reference_checkpoint
 from evaluation.melception import Melception
 from specvqgan.models.base import BaseModel
-from specvqgan.modules.classifiers.vggishish import compute_mel_stats, load_mel_stats_txt
+from specvqgan.models.mel_stats import MelStatsMixin
 
 logger = logging.getLogger(__name__)
 
 
-class MelceptionClassifier(BaseModel):
+class MelceptionClassifier(MelStatsMixin, BaseModel):
     """LightningModule: (B, F, T) mel in [-1, 1] -> standardize -> Melception -> logits; cross-entropy.
 
     Args:
@@ -60,49 +59,7 @@ class MelceptionClassifier(BaseModel):
         self.input_key, self.target_key = input_key, target_key
         self.betas, self.weight_decay = tuple(betas), float(weight_decay)
         self.stats_batch_size = stats_batch_size
-        self.register_buffer("train_means", torch.full((n_mels,), float("nan"), dtype=torch.float64))
-        self.register_buffer("train_stds", torch.full((n_mels,), float("nan"), dtype=torch.float64))
-        if stats_path is not None:
-            self.set_stats(*load_mel_stats_txt(stats_path))
-
-    # ---- standardization stats -------------------------------------------------------------------
-    @property
-    def has_stats(self) -> bool:
-        return bool(torch.isfinite(self.train_means).all() and torch.isfinite(self.train_stds).all())
-
-    def set_stats(self, means: np.ndarray, stds: np.ndarray) -> None:
-        """Set the (F,) per-mel-bin mean/std of [0, 1] training mels."""
-        means = torch.as_tensor(np.asarray(means), dtype=torch.float64).flatten()
-        stds = torch.as_tensor(np.asarray(stds), dtype=torch.float64).flatten()
-        if means.numel() != self.train_means.numel() or stds.numel() != self.train_stds.numel():
-            raise ValueError(f"stats have {means.numel()}/{stds.numel()} bins, n_mels is {self.train_means.numel()}")
-        if not (torch.isfinite(stds).all() and (stds > 0).all()):
-            raise ValueError("mel stds must be finite and positive (a constant mel bin in the training set?)")
-        self.train_means.copy_(means)
-        self.train_stds.copy_(stds)
-
-    def on_fit_start(self) -> None:
-        if self.has_stats:
-            return
-        dm = self.trainer.datamodule
-        if dm is None:
-            raise RuntimeError("MelceptionClassifier needs a datamodule to compute the mel stats of the "
-                               "training split (or pass stats_path)")
-        stats = None
-        if self.trainer.is_global_zero:
-            dataset = dm.train_dataloader().dataset
-            logger.info("computing per-mel-bin stats over %d training clips", len(dataset))
-            loader = torch.utils.data.DataLoader(dataset, batch_size=self.stats_batch_size, shuffle=False)
-            stats = compute_mel_stats((b[self.input_key] + 1) / 2 for b in loader)
-        stats = self.trainer.strategy.broadcast(stats, src=0)
-        self.set_stats(*stats)
-
-    def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, F, T) mel in [-1, 1] -> ((x + 1) / 2 - mean) / std, float32 (B, F, T)."""
-        if not self.has_stats:
-            raise RuntimeError("MelceptionClassifier has no mel stats: fit it, load a checkpoint or give stats_path")
-        x01 = (x.double() + 1) / 2
-        return ((x01 - self.train_means[:, None]) / self.train_stds[:, None]).float()
+        self._init_mel_stats(n_mels, stats_path)
 
     # ---- model ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):

@@ -82,17 +82,19 @@ class VQModel(BaseModel):
     # ------------------------------------------------------------------ checkpoints
     def init_from_ckpt(self, path: str | Path, ignore_keys: Sequence[str] = ()) -> None:
         """Load weights from ``path`` (see :func:`load_state_dict_file`). Keys starting with
-        ``ignore_keys`` are dropped, and so are ``loss.*`` keys when this model has no loss weights
-        (e.g. a training checkpoint loaded into a frozen first stage); the rest loads with strict=True."""
+        ``ignore_keys`` are dropped (those weights keep their init), and so are ``loss.*`` keys when this model
+        has no loss weights (a training checkpoint loaded into a frozen first stage); any other missing or
+        unexpected key is an error (strict)."""
         sd = load_state_dict_file(path)
         sd = {k: v for k, v in sd.items() if not any(k.startswith(ik) for ik in ignore_keys)}
         own = self.state_dict()
         if not any(k.startswith("loss.") for k in own):
             sd = {k: v for k, v in sd.items() if not k.startswith("loss.")}
-        try:
-            self.load_state_dict(sd, strict=True)
-        except RuntimeError as err:
-            raise RuntimeError(f"checkpoint {path} does not match this VQModel: {err}") from err
+        result = self.load_state_dict(sd, strict=False)
+        missing = [k for k in result.missing_keys if not any(k.startswith(ik) for ik in ignore_keys)]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"checkpoint {path} does not match this VQModel: missing keys {missing}, "
+                               f"unexpected keys {result.unexpected_keys}")
         log.info("Restored VQModel from %s", path)
 
     # ------------------------------------------------------------------ reference interface

@@ -100,4 +100,5 @@ def test_init_from_ckpt_drops_loss_keys_and_is_strict(reference_dir, golden, tmp
     torch.save({"state_dict": sd}, tmp_path / "broken.ckpt")
     with pytest.raises(RuntimeError, match="quant_conv.bias"):
         VQModel(**params, ckpt_path=str(tmp_path / "broken.ckpt"))
-    model = VQModel(**params, ckpt_path=str(tmp_path / "broken.ckpt"), ignore_keys=["quant_conv"])
+    model = VQModel(**params, ckpt_path=str(tmp_path / "broken.ckpt"), ignore_keys=["quant_conv"])  # keeps init
+    assert torch.equal(model.decoder.conv_out.weight, golden["state_dict"]["decoder.conv_out.weight"].float())
