@@ -14,7 +14,6 @@ train it (``aux_weight``), and ``reference_aux_loss=True`` restores the referenc
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from evaluation.melception import Melception
 from specvqgan.models.base import BaseModel
 from specvqgan.models.mel_stats import MelStatsMixin
 
-logger = logging.getLogger(__name__)
 
 
 class MelceptionClassifier(MelStatsMixin, BaseModel):
