@@ -38,14 +38,19 @@ class BaseModel(pl.LightningModule):
 
 
 def _batch_size(trainer: pl.Trainer) -> int:
+    """The per-device batch size: from the datamodule's ``batch_size``, or from the train DataLoader
+    passed to ``trainer.fit`` (configure_optimizers runs before the loaders are built)."""
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is not None and getattr(datamodule, "batch_size", None):
         return int(datamodule.batch_size)
-    loader = getattr(trainer.fit_loop, "_combined_loader", None)
-    try:
-        return int(loader.flattened[0].batch_size)
-    except Exception:
-        return 1
+    source = getattr(getattr(trainer, "fit_loop", None), "_data_source", None)
+    instance = getattr(source, "instance", None)
+    loaders = instance if isinstance(instance, (list, tuple)) else [instance]
+    for loader in loaders:
+        if getattr(loader, "batch_size", None):
+            return int(loader.batch_size)
+    log.warning("cannot tell the batch size: the learning rate is scaled as if it were 1")
+    return 1
 
 
 def export_checkpoint(module: torch.nn.Module, model_config: Any, path: str | Path) -> Path:
