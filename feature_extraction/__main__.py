@@ -1,4 +1,7 @@
-"""CLI: ``python -m feature_extraction --videos DIR --out DIR --duration SECONDS [--feature color]``.
+"""CLI: ``python -m feature_extraction --videos DIR --out DIR --duration SECONDS [--feature NAME]``.
+
+``--feature`` is ``color`` (toy data) or a pretrained network (``resnet50``, ``bninception`` = RGB + flow,
+``rgb_bninception``, ``flow_bninception``) whose weight file is given with ``--weights``.
 
 Prints a summary and the failure list; exits 0 unless ``--strict`` is given and some video failed
 (exit 1), or the input folder has no videos (exit 2).
@@ -11,7 +14,9 @@ import os
 import sys
 import time
 
-from feature_extraction.extract import FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, find_videos
+from feature_extraction.extract import (FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, find_videos,
+                                       resolve_video_list)
+from feature_extraction.flow import METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +30,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="loop/trim every clip to this many seconds (default: 2, the toy default; "
                         "the paper uses 10)")
     p.add_argument("--feature", choices=sorted(FEATURES), default="color",
-                   help="visual feature; 'color' is a pooled colour grid meant for the toy data only")
+                   help="visual feature; 'color' is a pooled colour grid meant for the toy data only; "
+                        "resnet50 (2048-d), bninception (RGB + flow, 1024-d each), rgb_bninception, "
+                        "flow_bninception need --weights")
+    p.add_argument("--video-list", help="text file of videos to extract, relative to --videos, with or "
+                                        "without extension (e.g. a split list: dog/video_02754)")
+    p.add_argument("--weights", help="weight file of the pretrained network: torchvision resnet50 "
+                                     "(resnet50-19c8e357.pth) or ImageNet BN-Inception "
+                                     "(bn_inception-9f5701afb96c8044.pth); never downloaded")
+    p.add_argument("--flow-weights", help="weights of the BN-Inception flow stream (default: --weights, "
+                                          "first conv averaged to 2 channels as in RegNet/TSN)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="run a pretrained feature with random (seeded) weights: tests/benchmarks only")
+    p.add_argument("--flow-method", choices=METHODS, default="tvl1",
+                   help="optical flow: tvl1 (reference, slow on CPU) or farneback (fast approximation)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default: 32)")
+    p.add_argument("--device", default="cpu", help="torch device of the networks (default: cpu)")
     p.add_argument("--min-clip-duration", type=float, default=1.0,
                    help="report (do not loop) sources shorter than this many seconds (default: 1)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
@@ -36,14 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = ExtractConfig(duration=a.duration, feature=a.feature, min_clip_duration=a.min_clip_duration,
-                            overwrite=a.overwrite)
-        if not find_videos(a.videos):
+                            overwrite=a.overwrite, weights=a.weights, random_weights=a.random_weights,
+                            batch_size=a.batch_size, flow_method=a.flow_method, flow_weights=a.flow_weights,
+                            device=a.device)
+        if a.video_list is None and not find_videos(a.videos):
             print(f"error: no videos ({', '.join(VIDEO_EXTENSIONS)}) under {a.videos}", file=sys.stderr)
+            return 2
+        if a.video_list is not None and not any(resolve_video_list(a.videos, a.video_list)):
+            print(f"error: {a.video_list} lists no videos", file=sys.stderr)
             return 2
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))
     t0 = time.time()
-    results = extract_folder(a.videos, a.out, cfg, workers=a.workers, progress=not a.no_progress)
+    results = extract_folder(a.videos, a.out, cfg, workers=a.workers, progress=not a.no_progress,
+                             video_list=a.video_list)
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     print(f"{len(results)} videos in {time.time() - t0:.1f} s: {counts['done']} extracted, "
           f"{counts['skipped']} skipped (outputs exist), {counts['failed']} failed; outputs under {a.out}")

@@ -6,6 +6,9 @@ For ``<videos>/<sub>/<id>.mp4`` it writes (``<dur>`` = duration formatted with `
     <out>/<sub>/melspec_<dur>s_22050hz/<id>_mel.npy             (80, mel_frames(dur)) float32 in [0, 1]
     <out>/<sub>/feature_<name>_dim<D>_21.5fps/<id>.pkl          pickled (round(21.5 * dur), D) float32
 
+(one feature folder per output of the extractor: ``bninception`` writes ``feature_rgb_bninception_dim1024_*``
+and ``feature_flow_bninception_dim1024_*``; ``resnet50`` writes ``feature_resnet50_dim2048_*``).
+
 (``<sub>`` is the class folder for VAS-like data; a flat folder writes directly under ``<out>``.)
 
 Recipe (RegNet / SpecVQGAN ``extract_audio_and_video.py`` + ``extract_mel_spectrogram.py``): the clip
@@ -19,6 +22,7 @@ and videos whose outputs all exist are skipped unless ``overwrite``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -30,14 +34,16 @@ import numpy as np
 
 from feature_extraction.media import MediaError, probe, read_audio, read_frames
 from feature_extraction.toy_features import ColorGrid
+from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
 from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
-# Visual feature extractors by CLI name. ResNet-50 / BN-Inception (paper section 4) slot in here later.
-FEATURES = {"color": ColorGrid}
+# Visual feature extractors by CLI name: the toy colour grid and the paper's pretrained networks
+# (section 4; feature_extraction.visual): resnet50, bninception (RGB + flow), rgb_/flow_bninception.
+FEATURES = {"color": ColorGrid, **{name: cls for name, (cls, _) in PRETRAINED.items()}}
 
 
 @dataclass(frozen=True)
@@ -50,29 +56,66 @@ class ExtractConfig:
         min_clip_duration: shorter sources are reported, not looped (looping a tiny clip many
             times would fabricate a repetitive clip). The reference loops anything.
         overwrite: recompute videos whose outputs all exist.
+        weights: weight file of a pretrained feature (torchvision ``resnet50`` / ImageNet BN-Inception),
+            read by path, never downloaded.
+        random_weights: allow a pretrained feature without ``weights`` (random, seeded: tests/benchmarks).
+        batch_size: frames per forward pass of a pretrained network.
+        flow_method: optical flow for BN-Inception flow: "tvl1" (reference) or "farneback" (fast).
+        flow_weights: weights of the BN-Inception flow stream (default: ``weights``).
+        device: torch device of the pretrained networks.
     """
 
     duration: float = 2.0
     feature: str = "color"
     min_clip_duration: float = 1.0
     overwrite: bool = False
+    weights: str | None = None
+    random_weights: bool = False
+    batch_size: int = 32
+    flow_method: str = "tvl1"
+    flow_weights: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.feature not in FEATURES:
             raise ValueError(f"unknown feature {self.feature!r}; choose from {sorted(FEATURES)}")
         if self.duration <= 0.1:
             raise ValueError(f"duration must be > 0.1 s, got {self.duration}")
+        if self.feature in PRETRAINED:
+            if self.weights is None and not self.random_weights:
+                raise ValueError(f"feature {self.feature!r} needs weights=<path to the pretrained weight "
+                                 f"file> (or random_weights=True for tests)")
+            _ = self.extractor                  # validates the options (files exist, flow method, ...)
+        elif self.weights is not None or self.flow_weights is not None:
+            raise ValueError(f"feature {self.feature!r} takes no weights")
 
     @property
     def extractor(self):
-        return FEATURES[self.feature]()
+        """The extractor (one per process and configuration; networks load on first use)."""
+        return _build_extractor(self.feature, self.weights, self.batch_size, self.flow_method,
+                                self.flow_weights, self.device)
 
     def output_paths(self, out_dir: Path, stem: str) -> dict[str, Path]:
-        """The files extracted from video ``stem`` into ``out_dir`` (keys: wav, mel, feature)."""
-        d, ex = f"{self.duration:g}", self.extractor
-        return {"wav": out_dir / f"audio_{d}s_{SR}hz" / f"{stem}.wav",
-                "mel": out_dir / f"melspec_{d}s_{SR}hz" / f"{stem}_mel.npy",
-                "feature": out_dir / f"feature_{ex.name}_dim{ex.dim}_{FEAT_FPS:g}fps" / f"{stem}.pkl"}
+        """The files extracted from video ``stem`` into ``out_dir``: keys ``wav``, ``mel`` and
+        ``feature_<name>`` for each output of the extractor (e.g. ``feature_color``)."""
+        d = f"{self.duration:g}"
+        paths = {"wav": out_dir / f"audio_{d}s_{SR}hz" / f"{stem}.wav",
+                 "mel": out_dir / f"melspec_{d}s_{SR}hz" / f"{stem}_mel.npy"}
+        for name, dim in feature_outputs(self.extractor):
+            paths[f"feature_{name}"] = out_dir / f"feature_{name}_dim{dim}_{FEAT_FPS:g}fps" / f"{stem}.pkl"
+        return paths
+
+
+@functools.lru_cache(maxsize=8)
+def _build_extractor(feature, weights, batch_size, flow_method, flow_weights, device):
+    if feature in PRETRAINED:
+        return build_pretrained(feature, weights, batch_size, device, flow_method, flow_weights)
+    return FEATURES[feature]()
+
+
+def feature_outputs(ex) -> tuple[tuple[str, int], ...]:
+    """((name, dim), ...) written by extractor ``ex``: its ``outputs``, or (``name``, ``dim``)."""
+    return tuple(getattr(ex, "outputs", None) or ((ex.name, ex.dim),))
 
 
 @dataclass(frozen=True)
@@ -104,7 +147,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarray]:
-    """Decode one video -> {'wav': (L,) int16, 'mel': (80, T) float32, 'feature': (N, D) float32}.
+    """Decode one video -> {'wav': (L,) int16, 'mel': (80, T) float32, 'feature_<name>': (N, D) float32}.
 
     Raises:
         MediaError: naming the file and the reason it cannot be used.
@@ -119,10 +162,14 @@ def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarra
                          f"{cfg.min_clip_duration:g} s)")
     ex = cfg.extractor
     wav = read_audio(video, cfg.duration, SR, loop=True)                       # (L,) float32
-    frames = read_frames(video, cfg.duration, FEAT_FPS, ex.frame_size, loop=True)
+    size = ex.frame_size_for(info.width, info.height) if hasattr(ex, "frame_size_for") else ex.frame_size
+    frames = read_frames(video, cfg.duration, FEAT_FPS, size, loop=True)
     pcm = np.round(wav * 32768.0).clip(-32768, 32767).astype(np.int16)      # exact: wav came from s16
+    feats = ex(frames)
+    if not isinstance(feats, dict):
+        feats = {feature_outputs(ex)[0][0]: feats}
     return {"wav": pcm, "mel": wav_to_mel(wav, SR, n_frames=mel_frames(cfg.duration)),
-            "feature": ex(frames)}
+            **{f"feature_{name}": f for name, f in feats.items()}}
 
 
 def extract_video(video: str | Path, out_dir: str | Path, cfg: ExtractConfig) -> Result:
@@ -141,7 +188,9 @@ def extract_video(video: str | Path, out_dir: str | Path, cfg: ExtractConfig) ->
     import soundfile as sf
 
     _atomic_write(paths["wav"], lambda p: sf.write(str(p), arrays["wav"], SR, subtype="PCM_16"))
-    _atomic_write(paths["feature"], lambda p: p.write_bytes(pickle.dumps(arrays["feature"])))
+    for key in paths:
+        if key.startswith("feature_"):
+            _atomic_write(paths[key], lambda p, a=arrays[key]: p.write_bytes(pickle.dumps(a)))
     _atomic_write(paths["mel"], lambda p: np.save(p, arrays["mel"]))
     return Result(str(video), "done")
 
@@ -150,20 +199,62 @@ def _job(args: tuple) -> Result:
     return extract_video(*args)
 
 
+def _init_worker(threads: int) -> None:
+    """Worker processes split the cores: torch (and OpenCV) use ``threads`` threads each."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
+
+
+def resolve_video_list(videos: str | Path, video_list: str | Path) -> tuple[list[Path], list[str]]:
+    """Rows of ``video_list`` (paths relative to ``videos``, with or without extension, e.g.
+    ``dog/video_02754`` as in the split lists; blank lines and ``#`` comments ignored) -> (found files,
+    rows with no video)."""
+    videos, video_list = Path(videos), Path(video_list)
+    if not video_list.is_file():
+        raise FileNotFoundError(f"video list not found: {video_list}")
+    found, missing = [], []
+    for row in video_list.read_text().splitlines():
+        row = row.strip()
+        if not row or row.startswith("#"):
+            continue
+        path = videos / row
+        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+            found.append(path)
+            continue
+        cands = [path.with_name(path.name + ext) for ext in VIDEO_EXTENSIONS]
+        hit = next((c for c in cands if c.is_file()), None)
+        (found.append(hit) if hit is not None else missing.append(row))
+    return sorted(set(found)), missing
+
+
 def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, workers: int = 1,
-                   progress: bool = True) -> list[Result]:
-    """Extract every video under ``videos`` into ``out`` (mirroring sub-folders). Returns one Result
-    per video; failures are also written to ``<out>/failures_<dur>s.txt`` (removed when none)."""
+                   progress: bool = True, video_list: str | Path | None = None) -> list[Result]:
+    """Extract every video under ``videos`` (or only those named in ``video_list``, see
+    :func:`resolve_video_list`; unlisted rows without a file are failures) into ``out``, mirroring
+    sub-folders. Returns one Result per video; failures are also written to
+    ``<out>/failures_<dur>s.txt`` (removed when none)."""
     from tqdm import tqdm
 
     videos, out = Path(videos), Path(out)
-    files = find_videos(videos)
+    if video_list is None:
+        files, missing = find_videos(videos), []
+    else:
+        files, missing = resolve_video_list(videos, video_list)
     jobs = [(v, out / v.parent.relative_to(videos), cfg) for v in files]
     wav_to_mel(np.zeros(4 * 1024, np.float32), SR)   # load librosa's lazy modules once, before forking
     bar = tqdm(total=len(jobs), desc="extracting", unit="video", disable=not progress)
-    results: list[Result] = []
+    results = [Result(str(videos / row), "failed", f"file not found (listed in {video_list})")
+               for row in missing]
     if workers > 1 and len(jobs) > 1:
-        with get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        n_proc = min(workers, len(jobs))
+        with get_context("fork").Pool(n_proc, _init_worker, (max(1, (os.cpu_count() or 1) // n_proc),)) as pool:
             for r in pool.imap_unordered(_job, jobs, chunksize=2):
                 results.append(r)
                 bar.update()

@@ -84,10 +84,22 @@ def model_config_of(ckpt: dict, path: str | Path = "") -> dict:
     config = ckpt.get("config")
     if isinstance(config, dict) and "model" in config and "target" not in config:
         config = config["model"]
+    if (not isinstance(config, dict) or "target" not in config) and path:
+        config = reference_run_config(path)  # the authors' releases carry no config in the .ckpt
     if not isinstance(config, dict) or "target" not in config:
         raise ValueError(f"checkpoint {path} carries no model config; export it with "
                          f"specvqgan.models.base.export_checkpoint or train it with train.py")
     return config
+
+
+def reference_run_config(ckpt_path: str | Path) -> dict | None:
+    """The model block of the reference log layout (the authors' releases, ``python -m specvqgan.download``):
+    the newest ``<run>/configs/*-project.yaml`` beside ``<run>/checkpoints/<ckpt>``; None if there is none."""
+    found = sorted(Path(ckpt_path).resolve().parent.parent.glob("configs/*-project.yaml"))
+    if not found:
+        return None
+    cfg = OmegaConf.load(found[-1])
+    return OmegaConf.to_container(cfg.model, resolve=True) if "model" in cfg else None
 
 
 def load_model(path: str | Path, **overrides: Any) -> torch.nn.Module:

@@ -134,8 +134,8 @@ def test_cli_summary_strict_and_errors(videos, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--videos", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
-        main(["--videos", str(videos), "--out", str(tmp_path), "--feature", "resnet50"])
+        main(["--videos", str(videos), "--out", str(tmp_path), "--feature", "resnet18"])
     with pytest.raises(ValueError, match="unknown feature"):
-        ExtractConfig(feature="resnet50")
+        ExtractConfig(feature="resnet18")
     with pytest.raises(FileNotFoundError, match="video folder not found"):
         find_videos(tmp_path / "missing")
