@@ -100,7 +100,7 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=dirs.ckptdir, filename="best-{epoch:03d}-{step:06d}" if monitor else "{epoch:03d}-{step:06d}",
                         monitor=monitor, save_top_k=ckpt_params.pop("save_top_k", 1), save_last=True,
-                        mode=ckpt_params.pop("mode", "min"), **ckpt_params),
+                        mode=ckpt_params.pop("mode", "min"), enable_version_counter=False, **ckpt_params),
         SaveLast(dirs.ckptdir / "last.ckpt"),
         StoreConfig(cfg),
         LearningRateMonitor(logging_interval="step"),

@@ -56,6 +56,7 @@ def test_train_writes_logdir_and_resumes(repo_root, toy_root, tmp_path):
     resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 10
     assert len(list((run / "configs").glob("*-project.yaml"))) == 2
+    assert not list((run / "checkpoints").glob("last-v*.ckpt"))  # one canonical last.ckpt
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
