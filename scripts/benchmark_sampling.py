@@ -73,6 +73,22 @@ def time_reference(gpt, feats, batch: int, ref_steps: int) -> float:
 
 
 @torch.inference_mode()
+def calibrate(gpt, batch: int = 1, repeats: int = 20) -> float:
+    """Seconds per token of the GPT's Linear layers alone, applied one after another (a machine
+    reference: weights must be read once per step; no attention, norms or Python overhead)."""
+    linears = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
+    x = {n: torch.randn(batch, n) for n in {m.in_features for m in linears}}
+    best = float('inf')
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(repeats):
+            for m in linears:
+                m(x[m.in_features])
+        best = min(best, (time.perf_counter() - t) / repeats)
+    return best
+
+
+@torch.inference_mode()
 def precision_cost(gpt, low, feats) -> tuple[float, float, float]:
     """(max |logit diff|, teacher-forced argmax agreement, free-running greedy agreement) vs fp32."""
     x = sample_tokens(gpt, feats, N_TOKENS, top_k=100, seed=0)
@@ -112,8 +128,11 @@ def main() -> None:
         for prec in precisions:
             low = prepare_gpt(gpt, prec)
             for b in batches:
+                lin = calibrate(low, b)
                 ours[prec, b] = time_cached(low, feats, b, args.repeats)
-                print(f'[{size}] KV cache {prec}, batch {b}: {ours[prec, b] / b:.2f} s per sample', flush=True)
+                print(f'[{size}] KV cache {prec}, batch {b}: {ours[prec, b] / b:.2f} s per sample, '
+                      f'{ours[prec, b] / N_TOKENS * 1e3:.1f} ms per step; the bare Linear stack: '
+                      f'{lin * 1e3:.1f} ms per step now', flush=True)
             if prec != 'fp32':
                 diff, forced, free = precision_cost(gpt, low, feats)
                 print(f'[{size}] {prec} vs fp32: max |logit diff| {diff:.3g}, teacher-forced argmax agreement '

@@ -1,0 +1,368 @@
+"""Sample a whole dataset split with a trained transformer, or reconstruct it with a codebook (paper
+Sec. 5 / Table 1: Melception metrics are computed on such folders with ``python evaluate.py``).
+
+Folder layout (what :mod:`evaluation.evaluate` pairs by video id)::
+
+    <out>/<class>/<video_id>_sample_<k>.npy    (80, T) float32 mel in [0, 1]; k = 0 .. N-1
+    <out>/<video_id>_sample_<k>.npy            when the split list rows carry no class (VGGSound)
+    <out>/sampling.json                        mode, checkpoint, split and sampling options
+
+Reconstructions (``mode='reconstructions'``) write one ``<video_id>_sample_0.npy`` per clip: the real
+mel through the codebook's encoder, quantizer and decoder.
+
+Reproducibility and resuming. Sample ``k`` of video ``v`` draws its tokens with its own random stream,
+seeded by ``sample_seed(seed, v, k)``, independently of the batch it lands in: rows of a batch are drawn
+with the Gumbel-max trick (``argmax(filtered logits / T + Gumbel noise)`` is an exact draw from the
+top-k / top-p softmax) with noise from a per-row generator. Files are written atomically (a hidden
+``.tmp`` then a rename) and existing files are skipped, so an interrupted run loses at most the batch
+in flight and a resumed run writes the files it would have written (mels are decoded one at a time;
+the GPT runs batched, so a token could only differ on a floating-point tie between two candidates).
+Random conditions (the "no features" datasets) and random crops are seeded per video as well.
+``shard=(i, n)`` keeps the videos ``i, i+n, ...``: n processes (one per GPU, e.g. ``torchrun``) write
+disjoint files into one folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from specvqgan.config import ConfigError, instantiate_from_config, load_config
+from specvqgan.data.clips import split_clip
+from specvqgan.sampling import filter_logits, prepare_gpt, sample_tokens
+
+log = logging.getLogger(__name__)
+
+MODES = ("samples", "reconstructions")
+METADATA = "sampling.json"
+
+
+# ----------------------------------------------------------------------------- naming and seeds
+def sample_seed(seed: int, video_id: str, k: Any) -> int:
+    """A 63-bit seed for sample ``k`` of ``video_id`` (stable across processes and machines)."""
+    digest = hashlib.sha256(f"{int(seed)}:{video_id}:{k}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def sample_path(out: str | Path, clip: str, k: int) -> Path:
+    """``<out>/<class>/<video_id>_sample_<k>.npy`` for a ``<class>/<id>`` clip, ``<out>/<id>_sample_<k>.npy``
+    for an ``<id>`` clip (characters other than letters, digits, ``-_. ,()&'`` become ``_``)."""
+    cls, vid = split_clip(clip)
+    name = f"{vid}_sample_{k}.npy"
+    if cls is None:
+        return Path(out) / name
+    return Path(out) / re.sub(r"[^\w\-. ,()&']", "_", cls) / name
+
+
+def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
+    """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, mel)
+    os.replace(tmp, path)
+
+
+def parse_shard(shard: Optional[str] = None) -> tuple[int, int]:
+    """``'i/n'`` -> (i, n); None -> torchrun's ``RANK``/``WORLD_SIZE`` if set, else (0, 1)."""
+    if shard is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ValueError(f"--shard {shard!r}: expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+# ----------------------------------------------------------------------------- models and data
+def _read_config_only(ckpt: str | Path) -> Optional[dict]:
+    """The ``config`` stored in a checkpoint (memory-mapped read where possible: the weights stay on disk)."""
+    from specvqgan.models.base import read_checkpoint, reference_run_config
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}") from None
+    except Exception:
+        state = read_checkpoint(ckpt)
+    config = state.get("config") if isinstance(state, dict) else None
+    if isinstance(config, dict) and "data" in config:
+        return config
+    found = sorted(Path(ckpt).resolve().parent.parent.glob("configs/*-project.yaml"))
+    if found:  # reference log layout (the authors' releases)
+        return OmegaConf.to_container(load_config(found[-1]))
+    model = config if isinstance(config, dict) and "target" in config else reference_run_config(ckpt)
+    return {"model": model} if model else None
+
+
+def data_config(ckpt: str | Path, config: Optional[Sequence[str | Path]] = None,
+                overrides: Sequence[str] = ()) -> DictConfig:
+    """The run config whose ``data`` block gives the split: ``config`` YAMLs if given (merged left to
+    right), else the config stored in the checkpoint; ``overrides`` are ``key=value`` dotlist entries."""
+    if config:
+        cfg = load_config(list(config), overrides)
+    else:
+        stored = _read_config_only(ckpt)
+        if not stored or "data" not in stored:
+            raise ConfigError(f"checkpoint {ckpt} carries no data config; pass --config <training yaml>")
+        cfg = OmegaConf.merge(OmegaConf.create(stored), OmegaConf.from_dotlist(list(overrides)))
+    if "data" not in cfg:
+        raise ConfigError(f"config {list(config or [ckpt])} has no `data` block")
+    return cfg
+
+
+def build_split(cfg: DictConfig, split: str):
+    """Instantiate the ``<split>`` dataset (``validation`` or ``test``) of a run config's ``data`` block
+    through its data module, so that reference-style modules (``ConditionedSpectrogramDataModuleFromConfig``,
+    whose shared keys such as ``spec_dir_path`` are injected into every split) give the same dataset as in
+    training. Only that split is built."""
+    module = instantiate_from_config(cfg.data)
+    configs = getattr(module, "dataset_configs", None)
+    if configs is None:
+        raise ConfigError(f"data target {cfg.data.get('target')} is not a specvqgan.data DataModule")
+    if split not in configs:
+        raise ConfigError(f"the data config has no `data.params.{split}` dataset (it has {sorted(configs)})")
+    return instantiate_from_config(configs[split])
+
+
+def clip_names(dataset) -> list[str]:
+    """Split-list rows (``<class>/<id>`` or ``<id>``) of a dataset, in item order."""
+    specs = getattr(dataset, "specs_dataset", dataset)
+    clips = getattr(specs, "dataset", None)
+    if not isinstance(clips, (list, tuple)) or len(clips) != len(dataset):
+        raise ValueError(f"{type(dataset).__name__} does not list its clips (needs a specvqgan.data dataset)")
+    return list(clips)
+
+
+def load_item(dataset, idx: int, clip: str, seed: int) -> dict:
+    """``dataset[idx]`` with numpy/python RNGs seeded from (seed, video id): random crops and random
+    ("no features") conditions are the same in every run."""
+    s = sample_seed(seed, split_clip(clip)[1], "data")
+    np.random.seed(s % 2 ** 32)
+    random.seed(s)
+    return dataset[idx]
+
+
+def load_model(ckpt: str | Path, mode: str):
+    """(model, kind) in eval mode: a Net2NetTransformer (kind 'transformer') or, for reconstructions, a
+    codebook VQModel (kind 'codebook'; a transformer checkpoint gives its first stage). The model is
+    described by the checkpoint itself (``train.py`` / exported checkpoints, the reference log layout)."""
+    stored = _read_config_only(ckpt) or {}
+    target = str((stored.get("model") or {}).get("target", ""))
+    if target.endswith("Net2NetTransformer"):
+        from specvqgan.models.cond_transformer import Net2NetTransformer
+        model = Net2NetTransformer.from_checkpoint(str(ckpt))
+        return (model, "transformer") if mode == "samples" else (model.first_stage_model.eval(), "codebook")
+    if mode == "samples":
+        raise ValueError(f"checkpoint {ckpt} is not a Net2NetTransformer (model target {target or 'unknown'}); "
+                         f"samples need a transformer, reconstructions take a codebook or a transformer")
+    from specvqgan.codec import load_codebook
+    return load_codebook(ckpt), "codebook"
+
+
+# ----------------------------------------------------------------------------- per-row sampling
+class RowNoiseGPT:
+    """A GPT view whose last-position logits are ``filter(logits / T) + gumbel[row, step]``, so that the
+    sampler's greedy (argmax) choice is a draw from each row's own random stream (Gumbel-max trick).
+
+    noise: (B, steps, V) Gumbel noise; the logits that predict generated token ``s`` get ``noise[:, s]``.
+    Everything else (embeddings, cache, block size) is the wrapped GPT's.
+    """
+
+    def __init__(self, gpt, noise: torch.Tensor, n_cond: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.gpt, self.noise, self.n_cond = gpt, noise, n_cond
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def __getattr__(self, name):
+        return getattr(self.gpt, name)
+
+    def forward_cached(self, emb, cache, last_only: bool = True, need_weights: bool = False):
+        logits, att = self.gpt.forward_cached(emb, cache, last_only, need_weights)
+        step = cache.length - self.n_cond  # index of the token these logits predict
+        last = filter_logits(logits[:, -1].float() / self.temperature, self.top_k, self.top_p)
+        logits = logits.float().clone()
+        logits[:, -1] = last + self.noise[:, step]
+        return logits, att
+
+
+def gumbel_noise(seeds: Sequence[int], steps: int, vocab: int) -> torch.Tensor:
+    """(B, steps, V) standard Gumbel noise, row b from ``torch.Generator().manual_seed(seeds[b])`` (CPU)."""
+    rows = []
+    for s in seeds:
+        u = torch.rand(steps, vocab, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
+        rows.append(-torch.log(-torch.log(u.clamp_min(1e-300))))
+    return torch.stack(rows).float()
+
+
+@torch.inference_mode()
+def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, top_k: Optional[int] = None,
+                top_p: Optional[float] = None, gpt=None) -> torch.Tensor:
+    """One sample per condition row, row b drawn with its own seed.
+
+    Args:
+        model: a Net2NetTransformer (eval). cond: its condition batch for B rows (``get_input`` output).
+        seeds: B seeds. gpt: an inference copy (:func:`specvqgan.sampling.prepare_gpt`), default fp32.
+    Returns:
+        mels (B, 80, 16 * W) float32 in [0, 1] (trained length: H x W tokens).
+    """
+    perm = model.first_stage_permuter
+    if not hasattr(perm, "H"):
+        raise ValueError("the dataset sampler needs a ColumnMajor first-stage permuter (H, W)")
+    H, W = perm.H, perm.W
+    gpt = gpt if gpt is not None else model.transformer.eval()
+    cond = cond if model.has_prefix_gpt else model.encode_to_c(cond)[1]
+    device = gpt.pos_emb.device
+    cond = {k: v.to(device) for k, v in cond.items()} if isinstance(cond, dict) else cond.to(device)
+    noise = gumbel_noise(seeds, H * W, gpt.config.vocab_size).to(device)
+    view = RowNoiseGPT(gpt, noise, gpt.cond_length(cond), temperature, top_k, top_p)
+    tokens = sample_tokens(view, cond, H * W, greedy=True)
+    e_dim = model.first_stage_model.quantize.embedding.weight.shape[1]
+    # one row at a time: a row's mel does not depend on the batch (batched convs round differently)
+    mel = torch.cat([model.decode_to_img(t[None], (1, e_dim, H, W)) for t in tokens])
+    return ((mel[:, 0].float() + 1) / 2).clamp(0, 1)
+
+
+@torch.inference_mode()
+def reconstruct(codebook, image: torch.Tensor) -> torch.Tensor:
+    """Real mels (B, 80, T) in [-1, 1] -> codebook reconstructions (B, 80, T) in [0, 1]."""
+    x = image[:, None].to(next(codebook.parameters()).device, torch.float32)
+    rec = torch.cat([codebook.decode_from_indices(codebook.encode_to_indices(xi[None])) for xi in x])
+    return ((rec[:, 0].float() + 1) / 2).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class SamplerOptions:
+    """Options of :func:`sample_dataset` (the CLI flags of ``scripts/sample_dataset.py``)."""
+
+    ckpt: str
+    out: str
+    mode: str = "samples"                   # 'samples' or 'reconstructions'
+    split: str = "validation"               # data.params.<split>
+    config: Optional[list] = None           # YAMLs with the data block (default: the checkpoint's)
+    overrides: tuple = ()                   # key=value for that config
+    samples_per_video: int = 10
+    batch_size: int = 32                    # rows (samples) per forward
+    temperature: float = 1.0
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    seed: int = 0
+    device: Optional[str] = None            # default: cuda (cuda:$LOCAL_RANK under torchrun) if available
+    precision: str = "fp32"                 # fp32 | bf16 | int8 (specvqgan.sampling.prepare_gpt)
+    limit: Optional[int] = None             # only the first `limit` videos of the split
+    shard: Optional[str] = None             # 'i/n'; default torchrun's RANK/WORLD_SIZE
+    progress: bool = True
+
+
+# options that change the files: a folder holds one setting (extending samples_per_video is fine)
+_FIXED = ("mode", "split", "seed", "temperature", "top_k", "top_p", "precision")
+
+
+def _check_metadata(out: Path, opts: SamplerOptions) -> None:
+    """Refuse to mix settings in one folder; write ``sampling.json`` (rank 0) when it is new."""
+    meta = out / METADATA
+    mine = {k: getattr(opts, k) for k in _FIXED}
+    if meta.is_file():
+        old = json.loads(meta.read_text())
+        diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"{meta}: this folder was written with other settings {diff} (old, new); "
+                             f"use another --out")
+        if old.get("ckpt") != str(Path(opts.ckpt).resolve()):
+            log.warning("%s was written from %s, now sampling from %s", meta, old.get("ckpt"), opts.ckpt)
+        return
+    if parse_shard(opts.shard)[0] == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        info = dict(asdict(opts), ckpt=str(Path(opts.ckpt).resolve()), overrides=list(opts.overrides),
+                    layout="<out>/<class>/<video_id>_sample_<k>.npy, (80, T) float32 mel in [0, 1]")
+        tmp = meta.with_name(f".{METADATA}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, meta)
+
+
+def _batches(rows: list, size: int) -> Iterator[list]:
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+def _default_device(device: Optional[str]) -> str:
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+def sample_dataset(opts: SamplerOptions) -> dict:
+    """Write the samples (or reconstructions) of a split; returns counts and timing.
+
+    Returns:
+        dict with ``videos`` (of this shard), ``written``, ``skipped`` (already there), ``seconds``,
+        ``out``, ``shard``.
+    """
+    if opts.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {opts.mode!r}")
+    if opts.samples_per_video < 1 or opts.batch_size < 1:
+        raise ValueError("samples_per_video and batch_size must be >= 1")
+    rank, world = parse_shard(opts.shard)
+    cfg = data_config(opts.ckpt, opts.config, opts.overrides)
+    dataset = build_split(cfg, opts.split)
+    clips = clip_names(dataset)
+    n_videos = len(clips) if opts.limit is None else min(len(clips), int(opts.limit))
+    mine = [i for i in range(n_videos) if i % world == rank]
+    n_per = opts.samples_per_video if opts.mode == "samples" else 1
+    out = Path(opts.out)
+    _check_metadata(out, opts)
+    rows, skipped = [], 0
+    for i in mine:
+        for k in range(n_per):
+            if sample_path(out, clips[i], k).is_file():
+                skipped += 1
+            else:
+                rows.append((i, k))
+    log.info("%s of %s (%d videos in shard %d/%d): %d to write, %d already there", opts.mode, opts.split,
+             len(mine), rank, world, len(rows), skipped)
+    result = dict(videos=len(mine), written=0, skipped=skipped, seconds=0.0, out=str(out), shard=f"{rank}/{world}")
+    if not rows:
+        return result
+
+    device = _default_device(opts.device)
+    model, kind = load_model(opts.ckpt, opts.mode)
+    model = model.to(device).eval()
+    gpt = prepare_gpt(model.transformer, opts.precision) if kind == "transformer" else None
+    bar = None
+    if opts.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(rows), desc=f"{opts.mode} {rank}/{world}", unit="mel")
+    t0 = time.perf_counter()
+    for batch_rows in _batches(rows, opts.batch_size):
+        items = {i: load_item(dataset, i, clips[i], opts.seed) for i in dict.fromkeys(i for i, _ in batch_rows)}
+        batch = torch.utils.data.default_collate([items[i] for i, _ in batch_rows])
+        if kind == "transformer":
+            cond = model.get_input(model.cond_stage_key, batch)
+            seeds = [sample_seed(opts.seed, split_clip(clips[i])[1], k) for i, k in batch_rows]
+            mels = sample_rows(model, cond, seeds, temperature=opts.temperature, top_k=opts.top_k,
+                               top_p=opts.top_p, gpt=gpt)
+        else:
+            mels = reconstruct(model, batch["image"])
+        for (i, k), mel in zip(batch_rows, mels.cpu().numpy()):
+            save_mel_atomic(sample_path(out, clips[i], k), mel.astype(np.float32))
+        result["written"] += len(batch_rows)
+        if bar is not None:
+            bar.update(len(batch_rows))
+    if bar is not None:
+        bar.close()
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result

@@ -1,0 +1,204 @@
+"""scripts/sample_dataset.py end to end on a tiny random-weight codebook + transformer and the 2 s toy
+layout of the ``toy_root`` fixture: file naming and shapes, seeded determinism independent of the
+batch, resume, shards, reconstructions, and pairing with evaluate.py's rule."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from evaluation.metrics import video_id
+from specvqgan.config import instantiate_from_config
+from specvqgan.dataset_sampling import (RowNoiseGPT, SamplerOptions, gumbel_noise, sample_dataset,
+                                        sample_seed)
+from specvqgan.sampling import sample_tokens
+
+VOCAB = 16
+
+
+def tiny_config(data_root, random_feats=False) -> dict:
+    """A run config (model + data) small enough to build and sample in well under a second."""
+    feats = {"replace_feats_with_random": random_feats}
+    return {
+        "model": {"base_learning_rate": 1e-4, "target": "specvqgan.models.cond_transformer.Net2NetTransformer",
+                  "params": {
+                      "cond_stage_key": "feature", "log_media": False,
+                      "transformer_config": {"target": "specvqgan.modules.transformer.mingpt.GPTFeats", "params": {
+                          "feat_embedding_config": {"target": "torch.nn.Conv1d",
+                                                    "params": {"in_channels": 12, "kernel_size": 1}},
+                          "GPT_config": {"vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 16}}},
+                      "first_stage_permuter_config": {"target": "specvqgan.modules.transformer.permuter.ColumnMajor"},
+                      "first_stage_config": {"target": "specvqgan.models.vqgan.VQModel", "params": {
+                          "ckpt_path": None, "embed_dim": 8, "n_embed": VOCAB,
+                          "ddconfig": {"double_z": False, "z_channels": 8, "resolution": 160, "in_channels": 1,
+                                       "out_ch": 1, "ch": 32, "ch_mult": [1, 1, 1, 1, 1], "num_res_blocks": 1,
+                                       "attn_resolutions": [], "dropout": 0.0},
+                          "lossconfig": {"target": "specvqgan.modules.losses.DummyLoss"}}},
+                      "cond_stage_config": {"target": "specvqgan.modules.conditioning.RawFeatsStage",
+                                            "params": {"n_feats": 40}}}},
+        "data": {"target": "specvqgan.data.datamodule.DataModule", "params": {
+            "batch_size": 2, "num_workers": 0,
+            "validation": {"target": "specvqgan.data.toy.ToySpecsCondOnFeatsValidation",
+                           "params": {"data_root": str(data_root), "duration": 2,
+                                      "condition_dataset_cfg": feats}}}},
+    }
+
+
+@pytest.fixture
+def tiny_ckpt(toy_root, tmp_path):
+    """A train.py-style checkpoint ({state_dict, config with model and data}) of a random tiny model."""
+    cfg = tiny_config(toy_root)
+    torch.manual_seed(0)
+    model = instantiate_from_config(OmegaConf.create(cfg["model"]))
+    with torch.no_grad():  # larger weights: token choices depend clearly on the condition
+        for p in model.transformer.parameters():
+            p.normal_(0, 0.3)
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": model.state_dict(), "config": cfg}, path)
+    return path
+
+
+def run_cli(repo_root, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    proc = subprocess.run([sys.executable, "scripts/sample_dataset.py", "--no-progress", *map(str, args)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    return proc
+
+
+def read_all(folder):
+    return {p.relative_to(folder).as_posix(): np.load(p) for p in sorted(folder.rglob("*.npy"))}
+
+
+def test_samples_naming_determinism_resume_and_shards(repo_root, tiny_ckpt, tmp_path):
+    out = tmp_path / "samples"
+    proc = run_cli(repo_root, "--ckpt", tiny_ckpt, "--out", out, "--samples-per-video", 2, "--batch-size", 3,
+                   "--top-k", 8, "--seed", 7, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["written"] == 4 and result["skipped"] == 0 and result["videos"] == 2
+    files = read_all(out)
+    # valid split of the fixture: bell_0001, drum_0001 (horn has no valid clip)
+    assert sorted(files) == ["bell/bell_0001_sample_0.npy", "bell/bell_0001_sample_1.npy",
+                             "drum/drum_0001_sample_0.npy", "drum/drum_0001_sample_1.npy"]
+    for name, mel in files.items():
+        assert mel.shape == (80, 160) and mel.dtype == np.float32
+        assert 0.0 <= mel.min() and mel.max() <= 1.0
+        assert video_id(name) == name.split("/")[1].split("_sample_")[0]  # evaluate.py pairs it
+    assert not np.array_equal(files["bell/bell_0001_sample_0.npy"], files["bell/bell_0001_sample_1.npy"])
+    meta = json.loads((out / "sampling.json").read_text())
+    assert meta["seed"] == 7 and meta["top_k"] == 8 and meta["split"] == "validation"
+    assert not list(out.rglob("*.tmp"))
+
+    def run(folder, **kw):
+        opts = dict(ckpt=str(tiny_ckpt), out=str(folder), samples_per_video=2, top_k=8, seed=7, device="cpu",
+                    progress=False) | kw
+        return sample_dataset(SamplerOptions(**opts))
+
+    # resume: nothing to do; a deleted file comes back identical although its batch differs
+    assert run(out, batch_size=3)["written"] == 0
+    (out / "drum" / "drum_0001_sample_1.npy").unlink()
+    assert run(out, batch_size=1) | {"seconds": 0} == \
+        {"videos": 2, "written": 1, "skipped": 3, "seconds": 0, "out": str(out), "shard": "0/1"}
+    np.testing.assert_array_equal(np.load(out / "drum" / "drum_0001_sample_1.npy"),
+                                  files["drum/drum_0001_sample_1.npy"])
+
+    # two shards into one folder = the single run; more samples per video keep the first ones
+    sharded = tmp_path / "sharded"
+    assert run(sharded, shard="0/2", samples_per_video=3)["videos"] == 1
+    assert run(sharded, shard="1/2", samples_per_video=3)["videos"] == 1
+    s_files = read_all(sharded)
+    assert len(s_files) == 6 and set(files) < set(s_files)
+    for name, mel in files.items():
+        np.testing.assert_array_equal(s_files[name], mel)
+    # another seed gives other samples; mixing settings in one folder is refused
+    assert run(tmp_path / "other", seed=8, samples_per_video=1)["written"] == 2
+    assert not np.array_equal(np.load(tmp_path / "other" / "bell" / "bell_0001_sample_0.npy"),
+                              files["bell/bell_0001_sample_0.npy"])
+    with pytest.raises(ValueError, match="other settings.*top_k"):
+        run(out, top_k=4)
+
+
+def test_reconstructions_match_the_codebook(tiny_ckpt, toy_root, tmp_path):
+    out = tmp_path / "rec"
+    result = sample_dataset(SamplerOptions(ckpt=str(tiny_ckpt), out=str(out), mode="reconstructions", limit=1,
+                                           device="cpu", progress=False))
+    assert result["written"] == 1 and sorted(read_all(out)) == ["bell/bell_0001_sample_0.npy"]
+    from specvqgan.models.cond_transformer import Net2NetTransformer
+    codebook = Net2NetTransformer.from_checkpoint(tiny_ckpt).first_stage_model
+    mel = np.load(toy_root / "features" / "bell" / "melspec_2s_22050hz" / "bell_0001_mel.npy")[:, 6:166]  # center crop
+    with torch.no_grad():
+        x = torch.from_numpy(2 * mel - 1)[None, None]
+        want = ((codebook.decode_from_indices(codebook.encode_to_indices(x))[0, 0] + 1) / 2).clamp(0, 1)
+    np.testing.assert_allclose(np.load(out / "bell" / "bell_0001_sample_0.npy"), want.numpy(), atol=1e-5)
+
+
+def test_clear_errors(tiny_ckpt, tmp_path):
+    def run(**kw):
+        return sample_dataset(SamplerOptions(**(dict(ckpt=str(tiny_ckpt), out=str(tmp_path / "x"), device="cpu",
+                                                    progress=False) | kw)))
+    with pytest.raises(ValueError, match=r"data\.params\.test"):
+        run(split="test")
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        run(ckpt=str(tmp_path / "nope.ckpt"))
+    with pytest.raises(ValueError, match="i/n"):
+        run(shard="2/2")
+
+
+def test_gumbel_rows_are_exact_draws_and_batch_independent():
+    """The per-row Gumbel-max draw: same row seed -> same tokens in any batch; its token frequencies
+    follow the softmax of the filtered logits."""
+    from specvqgan.modules.transformer.mingpt import GPTFeats
+    torch.manual_seed(0)
+    conv = {"target": "torch.nn.Conv1d", "params": {"in_channels": 12, "out_channels": 16, "kernel_size": 1}}
+    gpt = GPTFeats(conv, {"vocab_size": VOCAB, "block_size": 9, "n_layer": 2, "n_head": 2, "n_embd": 16}).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            p.normal_(0, 0.3)
+    c = torch.randn(2, 12, 4)
+    seeds = [sample_seed(0, "a", 0), sample_seed(0, "b", 0), sample_seed(0, "c", 0)]
+    cond3 = torch.cat([c, c[:1]])
+
+    def draw(cond, rows):
+        view = RowNoiseGPT(gpt, gumbel_noise(rows, 5, gpt.config.vocab_size), cond.shape[-1], top_k=6)
+        return sample_tokens(view, cond, 5, greedy=True)
+
+    both = draw(cond3, seeds)
+    torch.testing.assert_close(draw(cond3[2:], seeds[2:]), both[2:])
+    torch.testing.assert_close(draw(cond3[:1], seeds[:1]), both[:1])
+    # one step from a fixed context: empirical frequencies vs softmax(top-k logits)
+    n = 4000
+    noise = gumbel_noise(range(n), 1, gpt.config.vocab_size)
+    cond = c[:1].expand(n, -1, -1)
+    view = RowNoiseGPT(gpt, noise, cond.shape[-1], temperature=0.7, top_k=6)
+    tokens = sample_tokens(view, cond, 1, greedy=True)[:, 0]
+    with torch.no_grad():
+        cache = gpt.new_cache(1)
+        logits = gpt.forward_cached(gpt.embed_condition(c[:1]), cache)[0][0, -1]
+    top = torch.topk(logits, 6)
+    probs = torch.zeros_like(logits).scatter(0, top.indices, torch.softmax(top.values / 0.7, 0))
+    freq = torch.bincount(tokens, minlength=logits.numel()).float() / n
+    assert freq[probs == 0].sum() == 0
+    assert (freq - probs).abs().max() < 0.03
+
+
+def test_reference_style_data_module_gives_the_split(toy_root):
+    """Shared keys of ConditionedSpectrogramDataModuleFromConfig (the paper configs) reach the split."""
+    from specvqgan.dataset_sampling import build_split, clip_names
+    feats = str(toy_root / "features" / "*" / "feature_color_dim12_21.5fps")
+    cfg = OmegaConf.create({"data": {
+        "target": "specvqgan.data.datamodule.ConditionedSpectrogramDataModuleFromConfig",
+        "params": {"batch_size": 2, "spec_dir_path": str(toy_root / "features" / "*" / "melspec_2s_22050hz"),
+                   "mel_num": 80, "spec_len": 173, "spec_crop_len": 160, "random_crop": False,
+                   "rgb_feats_dir_path": feats, "feat_depth": 12, "feat_len": 43, "feat_crop_len": 40,
+                   "validation": {"target": "specvqgan.data.vas.VASSpecsCondOnFeatsValidation", "params": {
+                       "specs_dataset_cfg": {"split_path": str(toy_root / "toy_valid.txt")},
+                       "condition_dataset_cfg": {"split_path": str(toy_root / "toy_valid.txt")}}}}}})
+    dataset = build_split(cfg, "validation")
+    assert clip_names(dataset) == ["bell/bell_0001", "drum/drum_0001"]
+    assert dataset[0]["image"].shape == (80, 160) and dataset[0]["feature"].shape == (40, 12)
+    with pytest.raises(ValueError, match=r"data\.params\.test"):
+        build_split(cfg, "test")
