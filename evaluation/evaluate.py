@@ -49,14 +49,14 @@ def reference_source(reference: str | Path, split: str = "validation", root: str
 
 
 def _config_source(path: Path, split: str) -> MelSource:
-    from specvqgan.config import instantiate_from_config, load_config
+    from specvqgan.config import ConfigError, load_config
+    from specvqgan.data.datamodule import build_split
 
     cfg = load_config([path])
-    try:
-        dataset_cfg = cfg.data.params[split]
-    except Exception:
-        raise ValueError(f"{path}: no dataset at data.params.{split}") from None
-    dataset = instantiate_from_config(dataset_cfg)
+    try:  # through the data module, so shared keys of reference-style modules reach the split
+        dataset = build_split(cfg, split)
+    except ConfigError as err:
+        raise ValueError(f"{path}: {err}") from None
     specs = getattr(dataset, "specs_dataset", dataset)  # feature-conditioned datasets wrap a specs dataset
     if not hasattr(specs, "spec_path"):
         raise ValueError(f"{path}: data.params.{split} ({type(dataset).__name__}) does not give mel spectrograms")

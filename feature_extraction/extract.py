@@ -254,7 +254,10 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
                for row in missing]
     if workers > 1 and len(jobs) > 1:
         n_proc = min(workers, len(jobs))
-        with get_context("fork").Pool(n_proc, _init_worker, (max(1, (os.cpu_count() or 1) // n_proc),)) as pool:
+        # torch / OpenCV thread pools are not fork-safe once used (a forked worker can deadlock):
+        # pretrained features use fresh 'spawn' workers; the cheap colour feature keeps 'fork'.
+        ctx = get_context("spawn" if cfg.feature in PRETRAINED else "fork")
+        with ctx.Pool(n_proc, _init_worker, (max(1, (os.cpu_count() or 1) // n_proc),)) as pool:
             for r in pool.imap_unordered(_job, jobs, chunksize=2):
                 results.append(r)
                 bar.update()

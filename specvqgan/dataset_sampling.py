@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from specvqgan.config import ConfigError, instantiate_from_config, load_config
+from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
+from specvqgan.data.datamodule import build_split
 from specvqgan.sampling import filter_logits, prepare_gpt, sample_tokens
 
 log = logging.getLogger(__name__)
@@ -118,20 +119,6 @@ def data_config(ckpt: str | Path, config: Optional[Sequence[str | Path]] = None,
     if "data" not in cfg:
         raise ConfigError(f"config {list(config or [ckpt])} has no `data` block")
     return cfg
-
-
-def build_split(cfg: DictConfig, split: str):
-    """Instantiate the ``<split>`` dataset (``validation`` or ``test``) of a run config's ``data`` block
-    through its data module, so that reference-style modules (``ConditionedSpectrogramDataModuleFromConfig``,
-    whose shared keys such as ``spec_dir_path`` are injected into every split) give the same dataset as in
-    training. Only that split is built."""
-    module = instantiate_from_config(cfg.data)
-    configs = getattr(module, "dataset_configs", None)
-    if configs is None:
-        raise ConfigError(f"data target {cfg.data.get('target')} is not a specvqgan.data DataModule")
-    if split not in configs:
-        raise ConfigError(f"the data config has no `data.params.{split}` dataset (it has {sorted(configs)})")
-    return instantiate_from_config(configs[split])
 
 
 def clip_names(dataset) -> list[str]:

@@ -28,6 +28,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from specvqgan.config import ConfigError, instantiate_from_config
+
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -85,7 +87,6 @@ class DataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Instantiate the datasets (once; later calls reuse them)."""
-        from specvqgan.config import instantiate_from_config
 
         for name, cfg in self.dataset_configs.items():
             if name not in self.datasets:
@@ -180,3 +181,17 @@ class ConditionedSpectrogramDataModuleFromConfig(DataModule):
                     split = _inject(split, "condition_dataset_cfg", cond)
             splits.append(split)
         super().__init__(batch_size, num_workers, *splits, wrap=wrap)
+
+
+def build_split(cfg: DictConfig, split: str):
+    """Instantiate the ``<split>`` dataset (``validation`` or ``test``) of a run config's ``data`` block
+    through its data module, so that reference-style modules (``ConditionedSpectrogramDataModuleFromConfig``,
+    whose shared keys such as ``spec_dir_path`` are injected into every split) give the same dataset as in
+    training. Only that split is built."""
+    module = instantiate_from_config(cfg.data)
+    configs = getattr(module, "dataset_configs", None)
+    if configs is None:
+        raise ConfigError(f"data target {cfg.data.get('target')} is not a specvqgan.data DataModule")
+    if split not in configs:
+        raise ConfigError(f"the data config has no `data.params.{split}` dataset (it has {sorted(configs)})")
+    return instantiate_from_config(configs[split])

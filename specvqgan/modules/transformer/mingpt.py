@@ -75,10 +75,18 @@ class CausalSelfAttention(nn.Module):
         q = self.query(x).view(B, T, nh, C // nh).transpose(1, 2)
         k = self.key(x).view(B, T, nh, C // nh).transpose(1, 2)
         v = self.value(x).view(B, T, nh, C // nh).transpose(1, 2)
-        offset = 0
+        offset, shared = 0, None
         if cache is not None:
             offset = cache.length
             k, v = cache.append(layer, k, v)
+            shared = cache.prefix(layer)
+        if shared is not None and T == 1 and not need_weights:
+            y = _shared_prefix_attention(q, k, v, *shared)
+            return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C))), None
+        if shared is not None:  # several new positions after a shared prefix: materialise it
+            pk, pv, g = shared
+            k = torch.cat([pk.repeat_interleave(g, dim=0), k], dim=2)
+            v = torch.cat([pv.repeat_interleave(g, dim=0), v], dim=2)
         L = k.shape[2]
         att = None
         if need_weights:
@@ -96,6 +104,22 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y)), att
+
+
+def _shared_prefix_attention(q, k, v, pk, pv, group: int) -> torch.Tensor:
+    """Attention of one new query per row over a prefix shared by groups of ``group`` rows plus
+    each row's own keys. q: (B, nh, 1, hs); k, v: (B, nh, Ls, hs); pk, pv: (B/group, nh, Lp, hs).
+    Returns (B, nh, 1, hs). The prefix is read once per condition instead of once per sample."""
+    B, nh, _, hs = q.shape
+    Bc, Lp = pk.shape[0], pk.shape[2]
+    scale = 1.0 / math.sqrt(hs)
+    qg = q.reshape(Bc, group, nh, hs).transpose(1, 2)                          # (Bc, nh, g, hs)
+    s_p = (qg @ pk.transpose(-2, -1)).transpose(1, 2).reshape(B, nh, 1, Lp)     # (B, nh, 1, Lp)
+    s_o = q @ k.transpose(-2, -1)                                                # (B, nh, 1, Ls)
+    w = torch.softmax(torch.cat([s_p, s_o], dim=-1) * scale, dim=-1)
+    w_p, w_o = w.split([Lp, k.shape[2]], dim=-1)
+    y_p = (w_p.reshape(Bc, group, nh, Lp).transpose(1, 2) @ pv).transpose(1, 2).reshape(B, nh, 1, hs)
+    return w_o @ v + y_p
 
 
 def _drop_reference_mask(module: CausalSelfAttention, state_dict: dict, prefix: str, *args: Any) -> None:
