@@ -87,7 +87,6 @@ class DataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Instantiate the datasets (once; later calls reuse them)."""
-
         for name, cfg in self.dataset_configs.items():
             if name not in self.datasets:
                 dataset = instantiate_from_config(cfg)
