@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import librosa
 import numpy as np
 
 from feature_extraction.media import write_mp4
@@ -32,47 +33,57 @@ log = logging.getLogger("make_toy_dataset")
 
 @dataclass(frozen=True)
 class Motif:
-    """One class: how it looks (shape, RGB colour, motion) and how it sounds (kind, frequencies, timing)."""
+    """One class: how it looks (shape, RGB colour, motion) and how it sounds (source, mel band, timing)."""
 
     name: str
     shape: str          # circle | square | ring | triangle | bars | diamond | cross | dot
     color: tuple        # RGB 0-255 when lit
     motion: str         # bounce | still | pulse | slide | clap | rise | shake | hop
-    sound: str          # tone | noise | sustain | sweep | square | chirp
-    freqs: tuple        # sound-specific frequencies in Hz (see _event_sound)
-    length: float       # seconds the sound lasts (decay constant for percussive sounds)
-    double: bool = False  # events come in pairs 0.12 s apart (rhythm)
+    sound: str          # noise | harmonic | sweep (see _event_sound)
+    band: tuple         # (first, last) mel bin (0-79) the sound fills; sweep: (start, end) of its lower edge
+    hold: float         # seconds at full level
+    decay: float        # seconds, exponential release after the hold
+    double: bool = False  # events come in pairs DOUBLE_GAP s apart (rhythm)
+    am: float = 0.0     # Hz, amplitude pulsing (buzz), 0 = none
 
 
-MOTIFS = (   # pitch bands chosen to overlap little on the mel scale (125-7600 Hz)
-    Motif("ball", "circle", (230, 60, 50), "bounce", "tone", (160.0, 320.0, 480.0), 0.08),
-    Motif("bell", "square", (240, 200, 40), "still", "tone", (2000.0, 5520.0), 0.30),
-    Motif("drum", "ring", (50, 90, 230), "pulse", "noise", (450.0, 900.0), 0.06),
-    Motif("whistle", "triangle", (60, 200, 80), "slide", "sustain", (2640.0,), 0.25),
-    Motif("clap", "bars", (235, 235, 235), "clap", "noise", (5000.0, 7500.0), 0.03),
-    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (1000.0, 1700.0), 0.30),
-    Motif("buzzer", "cross", (40, 210, 220), "shake", "square", (330.0,), 0.20),
-    Motif("chirp", "dot", (250, 140, 30), "hop", "chirp", (3400.0, 300.0, 40.0), 0.06, double=True),
+# Events are dense and coarse at the toy codebook's resolution (80 x 160 mel -> 5 x 10 tokens of
+# 16 mel bins x 16 frames = 0.19 s): every sound fills a class-specific band of >= 20 mel bins for
+# >= 0.25 s, so a 2 s clip has ~15-40 % of its mel pixels > 0.5 over a quiet background. Bands
+# differ per class (so do source, length and rhythm), so the mean spectrum alone tells classes apart.
+MOTIFS = (
+    Motif("ball", "circle", (230, 60, 50), "bounce", "noise", (0, 23), 0.25, 0.10),           # low thud
+    Motif("bell", "square", (240, 200, 40), "still", "harmonic", (40, 63), 0.12, 0.35),      # ringing
+    Motif("drum", "ring", (50, 90, 230), "pulse", "noise", (12, 39), 0.22, 0.08),             # mid noise
+    Motif("whistle", "triangle", (60, 200, 80), "slide", "harmonic", (28, 51), 0.45, 0.03),  # sustained
+    Motif("clap", "bars", (235, 235, 235), "clap", "noise", (56, 79), 0.30, 0.05),            # high noise
+    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (14, 40), 0.50, 0.03, am=0.0),  # rising band
+    Motif("buzzer", "cross", (40, 210, 220), "shake", "harmonic", (0, 47), 0.35, 0.05, am=25.0),  # wide buzz
+    Motif("chirp", "dot", (250, 140, 30), "hop", "noise", (48, 79), 0.15, 0.05, double=True),  # double
 )
 FLASH_DECAY = 0.12   # s, visual brightness decay after an event (several frames at 21.5 fps)
 DIM = 0.30           # brightness of the object between events
+DOUBLE_GAP = 0.24    # s between the two events of a double-event class
+MIN_GAP = 0.5        # s between event onsets
+SWEEP_WIDTH = 20     # mel bins of the siren's moving band
+_MEL_EDGES = librosa.mel_frequencies(82, fmin=125.0, fmax=7600.0)   # Slaney mel bin edges (specvqgan.audio)
 
 
 def event_times(rng: np.random.Generator, motif: Motif, duration: float, fps: float) -> list[float]:
-    """Seeded event onsets (s) on the video frame grid: 1..~1.5/s events, >= 0.35 s apart."""
+    """Seeded event onsets (s) on the video frame grid: 1..~1.5/s events, >= MIN_GAP s apart."""
     n_max = max(1, int(duration * 1.5))
     n = int(rng.integers(1, n_max + 1))
-    lo, hi = 0.1, duration - 0.35 - (0.12 if motif.double else 0.0)
+    lo, hi = 0.1, duration - 0.35 - (DOUBLE_GAP if motif.double else 0.0)
     grid = np.arange(int(np.ceil(lo * fps)), int(np.floor(hi * fps)) + 1)
     times: list[int] = []
     for k in rng.permutation(grid):
-        if all(abs(int(k) - t) >= 0.35 * fps for t in times):
+        if all(abs(int(k) - t) >= MIN_GAP * fps for t in times):
             times.append(int(k))
         if len(times) == n:
             break
     frames = sorted(times)
     if motif.double:
-        frames = sorted(frames + [f + int(round(0.12 * fps)) for f in frames])
+        frames = sorted(frames + [f + int(round(DOUBLE_GAP * fps)) for f in frames])
     return [f / fps for f in frames]
 
 
@@ -85,42 +96,64 @@ def _envelope(t: np.ndarray, events: list[float], decay: float) -> np.ndarray:
     return np.minimum(env, 1.0)
 
 
-def _bandnoise(rng: np.random.Generator, n: int, lo: float, hi: float) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / SR)
-    spec[(f < lo) | (f > hi)] = 0
-    x = np.fft.irfft(spec, n)
+def _band_hz(lo_bin: float, hi_bin: float, pitch: float) -> tuple[float, float]:
+    """Frequency range (Hz) covered by mel bins lo..hi (filter edges), scaled by the per-clip pitch."""
+    edges = np.interp([lo_bin, hi_bin + 2], np.arange(len(_MEL_EDGES)), _MEL_EDGES)
+    return float(edges[0] * pitch), float(min(edges[1] * pitch, SR / 2 - 1))
+
+
+def _bandnoise(rng: np.random.Generator, n: int, lo: np.ndarray | float, hi: np.ndarray | float,
+               hop: int = 256) -> np.ndarray:
+    """(n,) unit-peak white noise limited to [lo, hi] Hz; lo/hi may be per-sample arrays (moving band)."""
+    if np.ndim(lo) == 0:
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / SR)
+        spec[(f < lo) | (f > hi)] = 0
+        x = np.fft.irfft(spec, n)
+    else:   # moving band: overlap-add of Hann-windowed 2*hop segments, each filtered to its own band
+        win = np.hanning(2 * hop + 1)[:-1]
+        f = np.fft.rfftfreq(2 * hop, 1 / SR)
+        x = np.zeros(n + 2 * hop)
+        src = rng.standard_normal(n + 2 * hop)
+        for s in range(0, n, hop):
+            c = min(s + hop, n - 1)
+            spec = np.fft.rfft(src[s:s + 2 * hop] * win)
+            spec[(f < lo[c]) | (f > hi[c])] = 0
+            x[s:s + 2 * hop] += np.fft.irfft(spec, 2 * hop)
+        x = x[hop:hop + n]
     return x / (np.abs(x).max() + 1e-9)
 
 
+def _harmonics(rng: np.random.Generator, t: np.ndarray, lo: float, hi: float, vibrato: float) -> np.ndarray:
+    """Harmonic stack with every partial of f0 inside [lo, hi] Hz; f0 below the mel bin spacing there,
+    so the band looks filled at mel resolution. ``vibrato``: relative depth of a 6 Hz pitch wobble."""
+    f0 = 0.9 * (np.interp(lo, _MEL_EDGES[:-1], np.diff(_MEL_EDGES)))
+    phase = 2 * np.pi * f0 * (t + vibrato / (2 * np.pi * 6) * (1 - np.cos(2 * np.pi * 6 * t)))
+    ks = np.arange(int(np.ceil(lo / f0)), int(hi / f0) + 1)
+    offs = rng.uniform(0, 2 * np.pi, len(ks))
+    return sum(np.sin(k * phase + o) for k, o in zip(ks, offs))
+
+
 def _event_sound(rng: np.random.Generator, m: Motif, pitch: float) -> np.ndarray:
-    """One event's sound, (L,) float, starting at its onset (2 ms attack)."""
-    n = int(round((m.length * 5 if m.sound in ("tone", "noise", "chirp") else m.length + 0.04) * SR))
+    """One event's sound, (L,) float, starting at its onset (2 ms attack, hold, exponential release)."""
+    n = int(round((m.hold + 4 * m.decay) * SR))
     t = np.arange(n) / SR
-    attack = np.minimum(t / 0.002, 1.0)
-    if m.sound == "tone":          # damped partials: thud (harmonic, low) or bell (inharmonic, high)
-        x = sum(np.sin(2 * np.pi * f * pitch * t) / (i + 1) for i, f in enumerate(m.freqs))
-        env = np.exp(-t / m.length)
-    elif m.sound == "noise":       # band-limited noise burst: drum (low band) or clap (high band)
-        x, env = _bandnoise(rng, n, m.freqs[0] * pitch, m.freqs[1] * pitch), np.exp(-t / m.length)
-    elif m.sound == "sustain":     # steady whistle with vibrato
-        x = np.sin(2 * np.pi * m.freqs[0] * pitch * t + 3 * np.sin(2 * np.pi * 6 * t))
-        env = np.clip((m.length + 0.04 - t) / 0.04, 0, 1)
-    elif m.sound == "sweep":       # rising siren
-        f = m.freqs[0] * pitch + (m.freqs[1] - m.freqs[0]) * pitch * np.minimum(t / m.length, 1)
-        x, env = np.sin(2 * np.pi * np.cumsum(f) / SR), np.clip((m.length + 0.04 - t) / 0.04, 0, 1)
-    elif m.sound == "square":      # band-limited square wave: buzzy odd harmonics
-        f0 = m.freqs[0] * pitch
-        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, int(7000 / f0) + 1, 2))
-        env = np.clip((m.length + 0.04 - t) / 0.04, 0, 1) * np.exp(-t / (2 * m.length))
-    elif m.sound == "chirp":       # FM chirp, high band
-        fc, dev, rate = m.freqs
-        x = np.sin(2 * np.pi * fc * pitch * t + (dev / rate) * np.sin(2 * np.pi * rate * t))
-        env = np.exp(-t / m.length)
+    env = np.minimum(t / 0.002, 1.0) * np.exp(-np.maximum(t - m.hold, 0) / m.decay)
+    if m.am:
+        env = env * (0.55 + 0.45 * np.cos(2 * np.pi * m.am * t))
+    if m.sound == "noise":          # band-limited noise burst
+        x = _bandnoise(rng, n, *_band_hz(*m.band, pitch))
+    elif m.sound == "harmonic":     # dense harmonic stack (bell, whistle with vibrato, buzzer)
+        x = _harmonics(rng, t, *_band_hz(*m.band, pitch), vibrato=0.01 if m.name == "whistle" else 0.0)
+    elif m.sound == "sweep":        # a SWEEP_WIDTH-bin noise band whose lower edge rises band[0] -> band[1]
+        lo_bin = m.band[0] + (m.band[1] - m.band[0]) * np.minimum(t / m.hold, 1.0)
+        lo, hi = zip(*(_band_hz(b, b + SWEEP_WIDTH - 1, pitch) for b in lo_bin[::64]))
+        idx = np.minimum(np.arange(n) // 64, len(lo) - 1)
+        x = _bandnoise(rng, n, np.asarray(lo)[idx], np.asarray(hi)[idx])
     else:
         raise ValueError(f"unknown sound kind {m.sound!r} in motif {m.name!r}")
     x = np.asarray(x, dtype=np.float64)
-    return x / (np.abs(x).max() + 1e-9) * env * attack
+    return x / (np.abs(x).max() + 1e-9) * env
 
 
 def synth_audio(rng: np.random.Generator, m: Motif, events: list[float], duration: float) -> np.ndarray:

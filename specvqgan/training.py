@@ -85,7 +85,10 @@ class StoreConfig(Callback):
     """Put the merged config into every checkpoint, so a ``.ckpt`` describes itself."""
 
     def __init__(self, config: DictConfig) -> None:
-        self.config = OmegaConf.to_container(config, resolve=False)
+        try:  # resolved, so a checkpoint rebuilds its model without the YAML files it came from
+            self.config = OmegaConf.to_container(config, resolve=True)
+        except Exception:  # an interpolation that cannot be resolved here: keep it as written
+            self.config = OmegaConf.to_container(config, resolve=False)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["config"] = self.config
