@@ -214,6 +214,21 @@ def _check_long(gpt, H: int, W: int, total_cols: int, c0: Cond) -> None:
         raise ValueError(f'total_cols={total_cols} is shorter than the window W={W}; use sample_tokens')
 
 
+def _long_setup(gpt, cond, H: int, W: int, total_cols: int, prefix, num_samples: int, seed, generator):
+    """Shared start of the long samplers: the condition (fixed or a function of the window start),
+    the (B * num_samples, H * total_cols) token buffer with the priming prefix, and the generator."""
+    device = _device(gpt)
+    cond_fn = cond if callable(cond) else None
+    c0 = _to(cond_fn(0) if cond_fn else cond, device)
+    _check_long(gpt, H, W, total_cols, c0)
+    seq = torch.zeros(_batch(c0) * num_samples, H * total_cols, dtype=torch.long, device=device)
+    P = 0 if prefix is None else prefix.shape[1]
+    if P:
+        seq[:, :P] = prefix.to(device).repeat_interleave(num_samples, dim=0)
+    gen = generator if generator is not None else make_generator(seed, device)
+    return device, cond_fn, c0, seq, P, gen
+
+
 @torch.inference_mode()
 def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, total_cols: int,
                 prefix: Optional[torch.Tensor] = None, window_hop: int = 1, context_cols: Optional[int] = None,
@@ -231,17 +246,8 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
     The condition's keys/values are computed once (fixed condition) and kept when the window moves;
     each move re-encodes only the window's earlier columns; within a window one token per step.
     """
-    device = _device(gpt)
-    cond_fn = cond if callable(cond) else None
-    c0 = _to(cond_fn(0) if cond_fn else cond, device)
-    _check_long(gpt, H, W, total_cols, c0)
-    B = _batch(c0)
-    n_tok = H * total_cols
-    seq = torch.zeros(B * num_samples, n_tok, dtype=torch.long, device=device)
-    P = 0 if prefix is None else prefix.shape[1]
-    if P:
-        seq[:, :P] = prefix.to(device).repeat_interleave(num_samples, dim=0)
-    gen = generator if generator is not None else make_generator(seed, device)
+    device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
+    n_tok = seq.shape[1]
     base = None if cond_fn else _prefill(gpt, c0, None, num_samples)
     n_cond = gpt.cond_length(c0)
     cache, cur, logits = None, None, None
@@ -275,17 +281,8 @@ def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W
     """The reference's windowed loop (``sample_visualization.sample_conditionally``): for every token
     the whole W-column window (future cells zero) is run through the GPT and the logit at the token's
     local position is used. Same arguments and results as :func:`sample_long`."""
-    device = _device(gpt)
-    cond_fn = cond if callable(cond) else None
-    c0 = _to(cond_fn(0) if cond_fn else cond, device)
-    _check_long(gpt, H, W, total_cols, c0)
-    B = _batch(c0)
-    n_tok = H * total_cols
-    seq = torch.zeros(B * num_samples, n_tok, dtype=torch.long, device=device)
-    P = 0 if prefix is None else prefix.shape[1]
-    if P:
-        seq[:, :P] = prefix.to(device).repeat_interleave(num_samples, dim=0)
-    gen = generator if generator is not None else make_generator(seed, device)
+    device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
+    n_tok = seq.shape[1]
     for t in _progress(n_tok - P, progress, 'sampling (long, uncached)'):
         t += P
         s = window_start(t // H, W, total_cols, context_cols, window_hop)
