@@ -57,7 +57,7 @@ MOTIFS = (
     Motif("drum", "ring", (50, 90, 230), "pulse", "noise", (12, 39), 0.22, 0.08),             # mid noise
     Motif("whistle", "triangle", (60, 200, 80), "slide", "harmonic", (28, 51), 0.45, 0.03),  # sustained
     Motif("clap", "bars", (235, 235, 235), "clap", "noise", (56, 79), 0.30, 0.05),            # high noise
-    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (14, 40), 0.50, 0.03, am=0.0),  # rising band
+    Motif("siren", "diamond", (220, 60, 220), "rise", "sweep", (14, 40), 0.50, 0.03),  # rising band
     Motif("buzzer", "cross", (40, 210, 220), "shake", "harmonic", (0, 47), 0.35, 0.05, am=25.0),  # wide buzz
     Motif("chirp", "dot", (250, 140, 30), "hop", "noise", (48, 79), 0.15, 0.05, double=True),  # double
 )
