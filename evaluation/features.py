@@ -31,6 +31,7 @@ from torch import nn
 
 from evaluation.melception import Melception
 from specvqgan.data.transforms import crop_start
+from specvqgan.models.base import read_checkpoint
 from specvqgan.modules.classifiers.vggishish import load_mel_stats_txt
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,7 @@ def read_melception_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor
         info dict with ``layout`` and, when present, ``config``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Melception checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"cannot read Melception checkpoint {path}: {err}") from err
+    ckpt = read_checkpoint(path, what="Melception checkpoint")
     if not isinstance(ckpt, dict):
         raise ValueError(f"Melception checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     stats = None

@@ -68,15 +68,20 @@ def export_checkpoint(module: torch.nn.Module, model_config: Any, path: str | Pa
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file (ours or Lightning's) on CPU, with a clear error naming the file."""
+def read_checkpoint(path: str | Path, weights_only: bool = False, what: str = "checkpoint") -> Any:
+    """``torch.load`` a checkpoint or weight file on CPU, with clear errors naming the file.
+
+    Args:
+        weights_only: refuse anything but tensors and plain containers (for bare weight files).
+        what: how the file is named in error messages (e.g. "Melception checkpoint").
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        raise ValueError(f"{path}: cannot read as a {what} ({type(err).__name__}: {err})") from err
 
 
 def model_config_of(ckpt: dict, path: str | Path = "") -> dict:
