@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from evaluation.features import export_reference_checkpoint
 from evaluation.melception import Melception
 from specvqgan.models.base import BaseModel
-from specvqgan.models.mel_stats import MelStatsMixin
+from specvqgan.models.mel_stats import MelClassifierMixin
 
 
 
-class MelceptionClassifier(MelStatsMixin, BaseModel):
+class MelceptionClassifier(MelClassifierMixin, BaseModel):
     """LightningModule: (B, F, T) mel in [-1, 1] -> standardize -> Melception -> logits; cross-entropy.
 
     Args:
@@ -73,26 +73,10 @@ class MelceptionClassifier(MelStatsMixin, BaseModel):
         return loss, logits
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
-        x, y = batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
+        x, y = self._batch_xy(batch, split)
         loss, logits = self.loss(self(x), y)
-        on_step = split == "train"
-        self.log(f"{split}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
-        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
-                 on_epoch=True, batch_size=len(y))
+        self._log_classification(split, loss, logits, y)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._step(batch, "test")
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.scaled_lr(), betas=self.betas,
-                                weight_decay=self.weight_decay)
 
     def export_reference(self, path: str | Path) -> Path:
         """Write ``{'model': Melception state_dict, 'train_means_stds': (F, 2)}`` (the authors' layout)."""

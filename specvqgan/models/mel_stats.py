@@ -71,3 +71,40 @@ class MelStatsMixin:
             raise RuntimeError(f'{type(self).__name__} has no mel stats: fit it, load a checkpoint or give stats_path')
         x01 = (x.double() + 1) / 2
         return ((x01 - self.train_means[:, None]) / self.train_stds[:, None]).float()
+
+
+class MelClassifierMixin(MelStatsMixin):
+    """Shared training plumbing of the mel classifiers (VGGish-ish, Melception): batch unpacking,
+    loss/accuracy logging, the step hooks and Adam on ``self.model``. The class defines ``_step``
+    and the attributes ``model``, ``input_key``, ``target_key``, ``betas``, ``weight_decay``."""
+
+    log_top5: bool = False  # also log top-5 accuracy (when there are more than 5 classes)
+
+    def _batch_xy(self, batch: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> mels (B, F, T) and int64 class targets (B,); a batch without targets is a clear error."""
+        if self.target_key not in batch:
+            raise KeyError(f"the {split} batch has no class targets '{self.target_key}' (keys: {sorted(batch)}); "
+                           'VGGSound datasets need their class-label CSV (meta_path)')
+        return batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
+
+    def _log_classification(self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        on_step = split == 'train'
+        self.log(f'{split}/loss', loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log(f'{split}/acc', (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
+                 on_epoch=True, batch_size=len(y))
+        if self.log_top5 and logits.shape[1] > 5:
+            top5 = (logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean()
+            self.log(f'{split}/acc5', top5, on_step=on_step, on_epoch=True, batch_size=len(y))
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, 'train')
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, 'val')
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, 'test')
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.scaled_lr(), betas=self.betas,
+                                weight_decay=self.weight_decay)

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from specvqgan.models.base import BaseModel
-from specvqgan.models.mel_stats import MelStatsMixin
+from specvqgan.models.mel_stats import MelClassifierMixin
 from specvqgan.modules.classifiers.vggishish import VGG16_CONV_LAYERS, VGGishish
 
 
-class VGGishishClassifier(MelStatsMixin, BaseModel):
+class VGGishishClassifier(MelClassifierMixin, BaseModel):
     """LightningModule: standardized mel -> VGGishish -> class logits, cross-entropy training.
 
     Args:
@@ -34,6 +34,8 @@ class VGGishishClassifier(MelStatsMixin, BaseModel):
         stats_path: reference 80x2 `mean std` text file to use instead of computing the stats.
         stats_batch_size: batch size of the one pass over the training set that computes the stats.
     """
+
+    log_top5 = True
 
     def __init__(self, conv_layers: Sequence = VGG16_CONV_LAYERS, use_bn: bool = False, num_classes: int = 309,
                  hidden_dim: int = 4096, pool_size: Sequence[int] = (5, 10), n_mels: int = 80,
@@ -53,30 +55,8 @@ class VGGishishClassifier(MelStatsMixin, BaseModel):
         return self.model(self.standardize(x.float()))
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
-        if self.target_key not in batch:
-            raise KeyError(f"the {split} batch has no class targets '{self.target_key}' (keys: {sorted(batch)}); "
-                           'VGGSound datasets need their class-label CSV (meta_path)')
-        x, y = batch[self.input_key], torch.as_tensor(batch[self.target_key], device=self.device).long()
+        x, y = self._batch_xy(batch, split)
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        on_step = split == 'train'
-        self.log(f'{split}/loss', loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
-        self.log(f'{split}/acc', (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
-                 on_epoch=True, batch_size=len(y))
-        if self.num_classes > 5:
-            top5 = (logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean()
-            self.log(f'{split}/acc5', top5, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self._log_classification(split, loss, logits, y)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, 'train')
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, 'val')
-
-    def test_step(self, batch, batch_idx):
-        return self._step(batch, 'test')
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.scaled_lr(), betas=self.betas,
-                                weight_decay=self.weight_decay)
