@@ -12,6 +12,10 @@ REFERENCE_ALIASES: dict[str, str] = {
     "train.SpectrogramDataModuleFromConfig": "specvqgan.data.datamodule.SpectrogramDataModuleFromConfig",
     "train.ConditionedSpectrogramDataModuleFromConfig":
         "specvqgan.data.datamodule.ConditionedSpectrogramDataModuleFromConfig",
+    # the reference's train.py callbacks (spectrogram images + audio in TensorBoard)
+    "train.ImageLogger": "specvqgan.media_logging.ImageLogger",
+    "train.VocoderMelGan": "specvqgan.media_logging.VocoderMelGan",
+    "train.VocoderGriffinLim": "specvqgan.media_logging.VocoderGriffinLim",
     # losses helper (VGGish-ish, LPAPS, PatchGAN, VQ perceptual loss)
     'specvqgan.modules.losses.DummyLoss': 'specvqgan.losses.vqperceptual.DummyLoss',
     'specvqgan.modules.losses.vqperceptual.DummyLoss': 'specvqgan.losses.vqperceptual.DummyLoss',

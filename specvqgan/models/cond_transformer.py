@@ -376,16 +376,10 @@ class Net2NetTransformer(BaseModel):
     @torch.no_grad()
     def _log_media(self, batch) -> None:
         """Sampled spectrograms (low frequencies at the bottom) and Griffin-Lim audio to TensorBoard."""
-        experiment = getattr(self.logger, 'experiment', None)
-        if not self.trainer.is_global_zero or not hasattr(experiment, 'add_image'):
+        if not self.trainer.is_global_zero:
             return
-        from specvqgan.audio import SR, mel_to_wav
+        from specvqgan.media_logging import log_mels, mel_tensors
         logs = self.log_images(batch, temperature=self.log_temperature, top_k=self.log_top_k,
                                N=self.log_num_samples)
-        for name in ('inputs', 'reconstructions', 'samples_half', 'samples_nopix', 'samples_det'):
-            for i in range(logs[name].shape[0]):
-                mel = ((logs[name][i, 0].float().cpu() + 1) / 2).clamp(0, 1)
-                experiment.add_image(f'val/{name}_{i}', mel.flip(0)[None], self.global_step, dataformats='CHW')
-                if hasattr(experiment, 'add_audio') and mel.shape[0] == N_MELS:
-                    wav = torch.from_numpy(mel_to_wav(mel.numpy()))[None]
-                    experiment.add_audio(f'val/{name}_{i}', wav, self.global_step, sample_rate=SR)
+        log_mels(getattr(self.logger, 'experiment', None), mel_tensors(logs), self.global_step,
+                 max_images=self.log_num_samples)

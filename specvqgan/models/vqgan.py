@@ -255,19 +255,11 @@ class VQModel(BaseModel):
     @torch.no_grad()
     def _log_media(self, x: torch.Tensor, xrec: torch.Tensor, n: int = 2) -> None:
         """Spectrogram images (low frequencies at the bottom) and Griffin-Lim audio to TensorBoard."""
-        experiment = getattr(self.logger, "experiment", None)
-        if not self.trainer.is_global_zero or not hasattr(experiment, "add_image"):
+        if not self.trainer.is_global_zero:
             return
-        from specvqgan.audio import SR, mel_to_wav
-
-        for name, spec in (("inputs", x), ("reconstructions", xrec)):
-            for i in range(min(n, spec.shape[0])):
-                mel = ((spec[i, 0].float().cpu() + 1) / 2).clamp(0, 1)  # (F, T) in [0, 1]
-                experiment.add_image(f"val/{name}_{i}", mel.flip(0)[None], self.global_step, dataformats="CHW")
-                if hasattr(experiment, "add_audio") and mel.shape[0] == 80:
-                    wav = mel_to_wav(mel.numpy())
-                    experiment.add_audio(f"val/{name}_{i}", torch.from_numpy(wav)[None], self.global_step,
-                                         sample_rate=SR)
+        from specvqgan.media_logging import log_mels
+        log_mels(getattr(self.logger, "experiment", None), {"inputs": x, "reconstructions": xrec},
+                 self.global_step, max_images=n)
 
 
 def _detach(d: Mapping[str, Any], skip: str = "") -> dict[str, Any]:
