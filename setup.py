@@ -3,8 +3,24 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-requirements = [line.strip() for line in (here / "requirements.txt").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+
+
+def read_requirements(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Pinned requirements: the lines before the first ``# [extra: name]`` header are the core, each
+    header starts an extra (``pip install -e .[name]``)."""
+    core: list[str] = []
+    extras: dict[str, list[str]] = {}
+    current = core
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("# [extra:"):
+            current = extras.setdefault(line.split(":", 1)[1].split("]", 1)[0].strip(), [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return core, extras
+
+
+requirements, extras = read_requirements(here / "requirements.txt")
 
 setup(
     name="specvqgan",
@@ -18,5 +34,5 @@ setup(
                                     "vocoder", "vocoder.*", "evaluation", "evaluation.*"]),
     package_data={"evaluation": ["data/*.txt"]},
     install_requires=requirements,
-    extras_require={"test": ["pytest>=8"]},
+    extras_require=extras,
 )

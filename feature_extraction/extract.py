@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feature_extraction.media import MediaError, probe, read_audio, read_frames
+from feature_extraction.media import MediaError, MediaInfo, probe, read_audio, read_frames
 from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
@@ -146,6 +146,27 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None = None) -> dict[str, np.ndarray]:
+    """Visual features of one video, looped/cut to ``cfg.duration`` at 21.5 fps; the audio stream is
+    not read (a video without sound works) -> {'feature_<name>': (round(21.5 * duration), D) float32}.
+
+    Raises:
+        MediaError: naming the file and the reason it cannot be used.
+    """
+    info = probe(video) if info is None else info
+    if not info.has_video:
+        raise MediaError(f"{video}: no video stream")
+    if info.duration is not None and info.duration < cfg.min_clip_duration:
+        raise MediaError(f"{video}: too short to loop ({info.duration:.2f} s < min_clip_duration "
+                         f"{cfg.min_clip_duration:g} s)")
+    ex = cfg.extractor
+    size = ex.frame_size_for(info.width, info.height) if hasattr(ex, "frame_size_for") else ex.frame_size
+    feats = ex(read_frames(video, cfg.duration, FEAT_FPS, size, loop=True))
+    if not isinstance(feats, dict):
+        feats = {feature_outputs(ex)[0][0]: feats}
+    return {f"feature_{name}": f for name, f in feats.items()}
+
+
 def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarray]:
     """Decode one video -> {'wav': (L,) int16, 'mel': (80, T) float32, 'feature_<name>': (N, D) float32}.
 
@@ -155,21 +176,10 @@ def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarra
     info = probe(video)
     if not info.has_audio:
         raise MediaError(f"{video}: no audio stream")
-    if not info.has_video:
-        raise MediaError(f"{video}: no video stream")
-    if info.duration is not None and info.duration < cfg.min_clip_duration:
-        raise MediaError(f"{video}: too short to loop ({info.duration:.2f} s < min_clip_duration "
-                         f"{cfg.min_clip_duration:g} s)")
-    ex = cfg.extractor
+    feats = extract_visual(video, cfg, info)
     wav = read_audio(video, cfg.duration, SR, loop=True)                       # (L,) float32
-    size = ex.frame_size_for(info.width, info.height) if hasattr(ex, "frame_size_for") else ex.frame_size
-    frames = read_frames(video, cfg.duration, FEAT_FPS, size, loop=True)
     pcm = np.round(wav * 32768.0).clip(-32768, 32767).astype(np.int16)      # exact: wav came from s16
-    feats = ex(frames)
-    if not isinstance(feats, dict):
-        feats = {feature_outputs(ex)[0][0]: feats}
-    return {"wav": pcm, "mel": wav_to_mel(wav, SR, n_frames=mel_frames(cfg.duration)),
-            **{f"feature_{name}": f for name, f in feats.items()}}
+    return {"wav": pcm, "mel": wav_to_mel(wav, SR, n_frames=mel_frames(cfg.duration)), **feats}
 
 
 def extract_video(video: str | Path, out_dir: str | Path, cfg: ExtractConfig) -> Result:

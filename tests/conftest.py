@@ -56,3 +56,51 @@ def toy_root(tmp_path) -> Path:
     for split, names in rows.items():
         (root / f"toy_{split}.txt").write_text("".join(f"{r}\n" for r in names))
     return root
+
+
+@pytest.fixture(scope="session")
+def toy_video(tmp_path_factory) -> Path:
+    """A 2 s toy-style clip (H.264 128x128 at 25 fps + AAC 22050 Hz mono): a red square that flashes
+    twice, each flash with a noise burst."""
+    from feature_extraction.media import write_mp4
+
+    fps, sr, seconds = 25, 22050, 2.0
+    t = np.arange(int(fps * seconds)) / fps
+    level = 0.3 + 0.7 * np.exp(-np.clip(t[:, None] - np.array([0.4, 1.2]), 0, None) / 0.12).max(1) \
+        * ((t[:, None] >= np.array([0.4, 1.2])).any(1))
+    frames = np.zeros((len(t), 128, 128, 3), np.uint8)
+    frames[:, 40:88, 40:88] = (level[:, None, None, None] * np.array([230, 60, 50])).astype(np.uint8)
+    wav = np.zeros(int(sr * seconds), np.float32)
+    rng = np.random.default_rng(0)
+    for onset in (0.4, 1.2):
+        start = int(onset * sr)
+        wav[start:start + sr // 4] = 0.3 * rng.standard_normal(sr // 4) * np.exp(-np.arange(sr // 4) / (0.08 * sr))
+    path = tmp_path_factory.mktemp("toy_video") / "flash.mp4"
+    write_mp4(path, frames, fps, wav, sr)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_ckpt(tmp_path_factory, repo_root) -> Path:
+    """An untrained tiny transformer in ``train.py``'s checkpoint layout (``{state_dict, config}`` with the
+    whole run config): ``configs/toy/transformer.yaml`` (2 s clips, 48-d colour features, 40 condition
+    frames, 5 x 10 tokens) shrunk to a 1-layer GPT and a small random codebook; builds in ~1 s."""
+    from omegaconf import OmegaConf
+
+    from specvqgan.config import instantiate_from_config, load_config
+
+    first = "model.params.first_stage_config.params"
+    gpt = "model.params.transformer_config.params.GPT_config"
+    cfg = load_config(repo_root / "configs" / "toy" / "transformer.yaml", [
+        f"{first}.ckpt_path=null", f"{first}.embed_dim=8", f"{first}.n_embed=16", f"{first}.ddconfig.z_channels=8",
+        f"{first}.ddconfig.ch_mult=[1,1,1,1,1]", f"{first}.ddconfig.attn_resolutions=[]",
+        f"{gpt}.n_layer=1", f"{gpt}.n_head=2", f"{gpt}.n_embd=16",   # no data needed: the data root is a dummy
+        *(f"data.params.{split}.params.data_root=/nonexistent/toy" for split in ("train", "validation"))])
+    torch.manual_seed(0)
+    model = instantiate_from_config(cfg.model)
+    with torch.no_grad():  # larger weights: token choices depend clearly on the condition
+        for p in model.transformer.parameters():
+            p.normal_(0, 0.3)
+    path = tmp_path_factory.mktemp("tiny_transformer") / "last.ckpt"
+    torch.save({"state_dict": model.state_dict(), "config": OmegaConf.to_container(cfg, resolve=False)}, path)
+    return path

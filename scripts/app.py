@@ -1,0 +1,165 @@
+"""Demo app (Gradio): pick or upload a video, get it back with sound generated from its frames.
+
+    python scripts/app.py --transformer demo/models/transformer.ckpt [--vocoder MELGAN.ckpt] \
+        [--examples data/toy] [--host 127.0.0.1] [--port 7860] [--out DIR] [--max-seconds 30]
+
+then open http://127.0.0.1:7860. A thin UI over :class:`specvqgan.pipeline.VideoToSound` (all the work is
+there): sliders for top-k, temperature, the number of samples and the seed; outputs are the videos with
+the generated sound muxed in and their spectrograms; errors (a corrupt upload ...) show in the page.
+Nothing leaves the machine: analytics are off, no share link, and the page needs no CDN. The same call is
+open to scripts as the API endpoint ``/generate``: ``gradio_client.Client(url).predict(handle_file(video),
+top_k, temperature, samples, seed, random_features, api_name="/generate")``.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr  # noqa: E402
+
+from feature_extraction.media import probe  # noqa: E402
+from specvqgan.pipeline import VideoToSound  # noqa: E402
+
+log = logging.getLogger("specvqgan.app")
+MAX_EXAMPLES = 8
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+INTRO = """# SpecVQGAN: sound for a silent video
+The model reads the video's visual features, samples a spectrogram codebook token by token with a
+transformer conditioned on them (Iashin & Rahtu, BMVC 2021, sec. 3.2), decodes the spectrogram and turns it
+into a waveform with the vocoder (MelGAN, or Griffin-Lim when none is loaded). Videos longer than the
+trained clip length are generated with a sliding window. Upload a video or pick an example below."""
+
+
+def find_examples(root: str | Path | None, limit: int = MAX_EXAMPLES) -> list[Path]:
+    """Example videos: a toy dataset root (``toy_valid.txt`` + ``videos/``) gives its validation clips,
+    any other folder its video files; at most ``limit``, taking one per sub-folder (class) in turn.
+    ``None`` -> none."""
+    if root is None:
+        return []
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--examples: folder not found: {root}")
+    split = root / "toy_valid.txt"
+    if split.is_file():
+        videos = [root / "videos" / f"{row}.mp4" for row in split.read_text().split()]
+        videos = [v for v in videos if v.is_file()]
+    else:
+        videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise FileNotFoundError(f"--examples: no videos in {root}")
+    by_folder: dict[Path, list[Path]] = {}
+    for v in videos:
+        by_folder.setdefault(v.parent, []).append(v)
+    mixed = [v for row in itertools.zip_longest(*by_folder.values()) for v in row if v is not None]
+    return mixed[:limit]          # one per folder (class) first
+
+
+def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None = None):
+    """The button's callback: (video path, top-k, temperature, samples, seed, random features) ->
+    (gallery of mp4s, gallery of spectrogram pngs, a markdown summary). Videos longer than ``max_seconds``
+    get sound for their first ``max_seconds`` only. Errors become ``gr.Error``."""
+
+    def generate(video, top_k, temperature, samples, seed, random_features,
+                 progress=gr.Progress(track_tqdm=True)):  # the page shows the pipeline's tqdm bars
+        if not video:
+            raise gr.Error("Upload a video or pick an example first.")
+        name = Path(video).name
+        out_dir = Path(tempfile.mkdtemp(prefix="run_", dir=out_root))
+        start = time.perf_counter()
+        try:
+            length = probe(video).duration
+            duration = max_seconds if max_seconds and length and length > max_seconds else None
+            res = pipe.generate(video, out_dir=out_dir, samples=int(samples), top_k=int(top_k) or None,
+                                temperature=float(temperature), seed=int(seed), duration=duration,
+                                random_features=bool(random_features), progress=True)
+        except Exception as err:  # shown in the page; the traceback goes to the server log
+            log.exception("generation failed for %s", video)
+            msg = str(err).replace(str(video), name).removeprefix(f"{name}: ")  # not the upload's temp path
+            raise gr.Error(f"Cannot generate sound for {name}: {msg}") from err
+        seconds = time.perf_counter() - start
+        videos = [(str(p), f"sample {k}") for k, p in enumerate(res.mp4_paths)]
+        images = [(str(p), f"sample {k}") for k, p in enumerate(res.png_paths)]
+        cut = f" (the first {res.duration:.0f} s of {length:.0f} s)" if duration else ""
+        summary = (f"**{name}**: {len(res.mp4_paths)} sample(s) of {res.duration:.2f} s{cut} in {seconds:.1f} s "
+                   f"(top-k {int(top_k) or 'off'}, temperature {float(temperature):g}, seed {int(seed)}"
+                   f"{', random visual features' if random_features else ''}). Files: `{out_dir}`")
+        return videos, images, summary
+
+    return generate
+
+
+def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
+              max_seconds: float | None = None) -> gr.Blocks:
+    """The Blocks UI; the generate button is also the API endpoint ``/generate``."""
+    with gr.Blocks(title="SpecVQGAN demo") as app:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="Input video", sources=["upload"], height=320)
+                top_k = gr.Slider(0, 1024, value=0, step=1, label="top-k (0 = off: sample from all codes)")
+                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="temperature")
+                samples = gr.Slider(1, 6, value=3, step=1, label="samples")
+                seed = gr.Number(value=0, precision=0, label="seed")
+                random_features = gr.Checkbox(False, label="control: replace the visual features by noise")
+                button = gr.Button("Generate sound", variant="primary")
+            with gr.Column():
+                videos = gr.Gallery(label="Videos with generated sound", columns=3, object_fit="contain",
+                                    height="auto")
+                images = gr.Gallery(label="Spectrograms (low frequencies at the bottom)", columns=3,
+                                    object_fit="contain", height="auto")
+                summary = gr.Markdown(label="summary")
+        if examples:
+            gr.Examples([[str(p)] for p in examples], inputs=[video], label="Examples",
+                        example_labels=[f"{p.parent.name}/{p.name}" for p in examples])
+        button.click(make_handler(pipe, out_root, max_seconds),
+                     inputs=[video, top_k, temperature, samples, seed, random_features],
+                     outputs=[videos, images, summary], api_name="generate")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transformer", required=True, help="transformer checkpoint (train.py .ckpt or exported)")
+    parser.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    parser.add_argument("--feature-weights", default=None,
+                        help="weights of the visual feature net the model was trained with (not for toy models)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
+    parser.add_argument("--examples", default=None,
+                        help="a toy dataset root (its validation clips) or a folder of videos")
+    parser.add_argument("--out", default=None, help="where generated files go (default: a new temporary folder)")
+    parser.add_argument("--max-seconds", type=float, default=30.0,
+                        help="sound for at most this many seconds of an upload (0 = the whole video)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+    try:
+        examples = find_examples(args.examples)
+        pipe = VideoToSound.from_checkpoints(transformer=args.transformer, vocoder=args.vocoder, device=args.device,
+                                             precision=args.precision, feature_weights=args.feature_weights)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="specvqgan_app_"))
+    out_root.mkdir(parents=True, exist_ok=True)
+    allowed = [str(out_root.resolve())] + sorted({str(p.parent.resolve()) for p in examples})
+    print(f"serving on http://{args.host}:{args.port} (outputs in {out_root})", flush=True)
+    app = build_app(pipe, examples, out_root, args.max_seconds)
+    app.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=allowed, show_error=True,
+               footer_links=["api"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,310 @@
+"""Video -> sound: the Python API under ``scripts/generate.py``, the notebook and the demo app.
+
+    pipe = VideoToSound.from_checkpoints(transformer="logs/<run>/checkpoints/last.ckpt", vocoder=None)
+    res = pipe.generate("in.mp4", out_dir="out/", samples=3, top_k=None, temperature=1.0, seed=0)
+    res.mp4_paths  # out/in_sample_0.mp4 ... (the input video with the generated sound)
+
+Steps (DESIGN.md section 1): the visual features the transformer was trained with are extracted from
+the video (:func:`feature_extraction.extract.extract_visual`, RegNet recipe: 21.5 fps, looped when
+shorter than the trained clip), cropped and resampled as the dataset does (:mod:`specvqgan.data.transforms`,
+see :mod:`specvqgan.video_condition`); the GPT samples codebook tokens with the KV cache; the codebook decodes
+them to a mel in [-1, 1]; the vocoder (MelGAN, else Griffin-Lim) turns the [0, 1] mel into 22050 Hz audio.
+
+Length: the output covers the requested duration (default: the whole video): T = round(seconds * 22050)
+// 256 mel frames, generated as ceil(T / 16) latent columns (at least the trained width W) and trimmed to
+T. More than W columns use the sliding window of :func:`specvqgan.sampling.sample_long`, each window
+conditioned on the features under it. A video shorter than the trained clip is looped to the trained
+length for its features, and the sound is trimmed to the video's length.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from specvqgan.audio import HOP, SR, save_audio
+from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
+from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, window_features
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+__all__ = ["VideoToSound", "GenerationResult", "GenerationError", "ConditionSpec", "Plan"]
+
+
+@dataclass
+class GenerationResult:
+    """What :meth:`VideoToSound.generate` wrote and computed (one entry per sample in each list).
+
+    Attributes:
+        wav_paths, mp4_paths, png_paths, mel_paths: ``<out_dir>/<stem>_sample_<k>.{wav,mp4,png,npy}``.
+        mels: (80, T) float32 mels in [0, 1]. wavs: (T * 256,) float32 waveforms at ``sample_rate``.
+        duration: seconds generated (T * 256 / 22050). video: the input. seconds: wall time per stage.
+    """
+
+    video: Path
+    duration: float
+    sample_rate: int = SR
+    wav_paths: list = field(default_factory=list)
+    mp4_paths: list = field(default_factory=list)
+    png_paths: list = field(default_factory=list)
+    mel_paths: list = field(default_factory=list)
+    mels: list = field(default_factory=list)
+    wavs: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+
+class VideoToSound:
+    """A loaded transformer (+ codebook) and vocoder that turn videos into sound.
+
+    Build it with :meth:`from_checkpoints`. ``spec`` (:class:`ConditionSpec`) says
+    what the model was trained with: feature type, clip duration, feature crop/resampling, class.
+    """
+
+    def __init__(self, model, vocoder, spec: ConditionSpec, *, device: str = "cpu", precision: str = "fp32",
+                 feature_weights: Optional[str] = None, random_feature_weights: bool = False,
+                 checkpoint: str = ""):
+        from feature_extraction.visual import PRETRAINED
+        from specvqgan.sampling import prepare_gpt
+
+        if precision not in PRECISIONS:
+            raise GenerationError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "int8" and torch.device(device).type != "cpu":
+            raise GenerationError("precision 'int8' (dynamic quantization) runs on the CPU only; use bf16 on GPU")
+        if spec.feature in PRETRAINED and feature_weights is None and not random_feature_weights:
+            raise GenerationError(f"{checkpoint}: the model was trained with {spec.feature!r} visual features; "
+                                  f"pass feature_weights=<the pretrained weight file> (--feature-weights)")
+        self.model = model.to(device).eval()
+        self.gpt = prepare_gpt(self.model.transformer, precision)
+        self.vocoder, self.spec = vocoder, spec
+        self.device, self.precision, self.checkpoint = str(device), precision, str(checkpoint)
+        self.feature_weights, self.random_feature_weights = feature_weights, random_feature_weights
+        perm = self.model.first_stage_permuter
+        self.H, self.W = int(perm.H), int(perm.W)
+
+    @classmethod
+    def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",
+                         precision: str = "fp32", feature_weights: str | Path | None = None,
+                         feature: Optional[str] = None, random_feature_weights: bool = False,
+                         vocoder_precision: str = "fp32") -> "VideoToSound":
+        """Load a transformer checkpoint (``train.py`` ``.ckpt``, an exported ``{state_dict, config}`` file or
+        the authors' run layout) and a vocoder (MelGAN checkpoint in any layout ``vocoder.inference`` reads,
+        or None for Griffin-Lim).
+
+        Args:
+            device: torch device for everything ("cpu", "cuda", "cuda:1").
+            precision: GPT inference copy, "fp32" | "bf16" | "int8" (:func:`specvqgan.sampling.prepare_gpt`).
+            feature_weights: weight file of the visual network the model was trained with (ResNet-50 /
+                BN-Inception); not needed for the toy colour features.
+            feature: visual feature name when the checkpoint does not tell (exported files without a data
+                config and 2048-d features: "resnet50" or "bninception").
+            random_feature_weights: allow a pretrained feature network without weights (tests only).
+            vocoder_precision: MelGAN precision, "fp32" or "bf16".
+        Raises:
+            FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, or
+            a training config the pipeline cannot follow.
+        """
+        from specvqgan.dataset_sampling import _read_config_only, load_model
+        from vocoder.inference import load_vocoder
+
+        transformer = Path(transformer)
+        if not transformer.is_file():
+            raise FileNotFoundError(f"transformer checkpoint not found: {transformer}")
+        try:
+            run_config = _read_config_only(transformer)
+        except ValueError as err:          # read_checkpoint's message names the file
+            raise GenerationError(str(err)) from err
+        target = str(((run_config or {}).get("model") or {}).get("target", ""))
+        if not target.endswith("Net2NetTransformer"):
+            raise GenerationError(f"{transformer}: not a transformer checkpoint (its model is "
+                                  f"{target or 'not recorded'}); pass a Net2NetTransformer checkpoint")
+        try:
+            model, _ = load_model(transformer, "samples")
+        except (KeyError, RuntimeError) as err:
+            raise GenerationError(f"{transformer}: cannot load as a transformer checkpoint ({err})") from err
+        spec = condition_spec(model, run_config, feature=feature, path=str(transformer))
+        if vocoder is not None and not Path(vocoder).exists():
+            raise FileNotFoundError(f"vocoder checkpoint not found: {vocoder}")
+        voc = load_vocoder(vocoder, device=device, precision=vocoder_precision) if vocoder else load_vocoder(None)
+        log.info("loaded %s: %s", transformer, spec.describe())
+        return cls(model, voc, spec, device=device, precision=precision,
+                   feature_weights=None if feature_weights is None else str(feature_weights),
+                   random_feature_weights=random_feature_weights, checkpoint=str(transformer))
+
+    # ------------------------------------------------------------------ features and conditions
+    def video_features(self, video: str | Path, duration: float) -> np.ndarray:
+        """Visual features of ``video`` for ``duration`` seconds (looped past its end) -> (round(21.5 *
+        duration), D) float32, the extractor's streams concatenated in the dataset's order (RGB, flow)."""
+        from feature_extraction.extract import ExtractConfig, extract_visual
+
+        cfg = ExtractConfig(duration=duration, feature=self.spec.feature, weights=self.feature_weights,
+                            random_weights=self.random_feature_weights, device=self.device)
+        arrays = extract_visual(video, cfg)
+        return np.concatenate([arrays[f"feature_{s}"] for s in self.spec.streams], axis=1).astype(np.float32)
+
+    def prepare(self, video: str | Path, duration: Optional[float] = None, random_features: bool = False,
+                seed: Optional[int] = 0) -> "Plan":
+        """Probe ``video``, size the output and extract its features (see :class:`Plan`)."""
+        from feature_extraction.media import MediaError, probe
+
+        video = Path(video)
+        info = probe(video)
+        if not info.has_video:
+            raise MediaError(f"{video}: no video stream")
+        length = duration if duration is not None else info.duration
+        if length is None or length <= 0:
+            raise GenerationError(f"{video}: cannot tell the video's duration; pass duration=<seconds>")
+        n_frames = int(round(length * SR)) // HOP
+        if n_frames < 1:
+            raise GenerationError(f"{video}: duration {length:g} s is shorter than one mel frame")
+        total_cols = max(self.W, math.ceil(n_frames / LATENT_DOWNSAMPLE))
+        feats = None
+        if self.spec.feature is not None:
+            seconds = max(self.spec.duration, length, self.spec.rows_needed(total_cols, self.W) / FEAT_FPS)
+            feats = self.video_features(video, seconds)
+            if random_features:
+                feats = np.random.default_rng(seed).random(feats.shape, dtype=np.float32)
+        return Plan(video, info.duration, n_frames, total_cols, feats)
+
+    def condition(self, plan: "Plan", start_col: int = 0, class_id: Optional[int] = None):
+        """The model's condition (batch of 1, as ``Net2NetTransformer.get_input`` makes it) for the window
+        whose first latent column is ``start_col``: features (1, D, n_feats) and/or the class (1, 1)."""
+        batch = {}
+        if plan.feats is not None:
+            batch["feature"] = torch.from_numpy(window_features(plan.feats, self.spec, start_col))[None]
+        if self.spec.needs_class:
+            batch["target"] = torch.tensor([int(class_id)])
+        return self.model.get_input(self.model.cond_stage_key, batch)
+
+    # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
+    def generate(self, video: str | Path, out_dir: str | Path, *, samples: int = 3, top_k: Optional[int] = None,
+                 temperature: float = 1.0, top_p: Optional[float] = None, seed: Optional[int] = 0,
+                 duration: Optional[float] = None, random_features: bool = False, class_id: Optional[int] = None,
+                 progress: bool = False, write_mp4: bool = True, window_hop: int = 1) -> GenerationResult:
+        """Generate ``samples`` soundtracks for ``video`` and write them to ``out_dir``.
+
+        Args:
+            samples: soundtracks, drawn in one batch. top_k / top_p / temperature: token choice.
+            seed: reproducibility (None: torch's global RNG).
+            duration: seconds to generate (default: the whole video); past the trained clip length the
+                sliding window runs, past the video's end the video is looped.
+            random_features: control: the visual features become uniform [0, 1) noise of the same shape
+                (the datasets' "no features" mode), seeded by ``seed``.
+            class_id: class index, required by class-conditioned models.
+            write_mp4: also write the video with the new sound. window_hop: see ``sampling.window_start``.
+        Returns:
+            :class:`GenerationResult`; files ``<out_dir>/<video stem>_sample_<k>.{wav,mp4,png,npy}``.
+        Raises:
+            MediaError (missing / corrupt video, no video stream, shorter than 1 s) or GenerationError,
+            naming the file.
+        """
+        video, out_dir = Path(video), Path(out_dir)
+        if samples < 1:
+            raise GenerationError(f"samples must be >= 1, got {samples}")
+        if self.spec.needs_class and class_id is None:
+            raise GenerationError(f"{self.checkpoint}: the model is class-conditioned; pass class_id=<index> "
+                                  f"(--class-id) to generate for {video}")
+        times, t0 = {}, time.perf_counter()
+        plan = self.prepare(video, duration, random_features, seed)
+        times["features"], t0 = time.perf_counter() - t0, time.perf_counter()
+        cond = (lambda s: self.condition(plan, s, class_id)) if plan.total_cols > self.W else \
+            self.condition(plan, 0, class_id)
+        _, mel = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols, temperature=temperature,
+                                     top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt, progress=progress,
+                                     window_hop=window_hop)
+        mels = ((mel[:, 0, :, :plan.n_frames].float() + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
+        times["sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
+        wavs = np.asarray(self.vocoder.vocode(mels), dtype=np.float32).reshape(samples, -1)  # (n, T * 256)
+        times["vocoder"], t0 = time.perf_counter() - t0, time.perf_counter()
+
+        res = GenerationResult(video=video, duration=plan.n_frames * HOP / SR, seconds=times)
+        loop = plan.video_seconds is not None and res.duration > plan.video_seconds + 0.05
+        for k in range(samples):
+            paths = output_paths(video, out_dir, k)
+            _write_outputs(paths, video, mels[k], wavs[k], write_mp4, loop)
+            for lst, path in zip((res.wav_paths, res.mel_paths, res.png_paths, res.mp4_paths), paths):
+                if lst is not res.mp4_paths or write_mp4:
+                    lst.append(path)
+            res.mels.append(mels[k])
+            res.wavs.append(wavs[k])
+        times["writing"] = time.perf_counter() - t0
+        log.info("%s: %d sample(s) of %.2f s (%d latent columns) in %s", video, samples, res.duration,
+                 plan.total_cols, ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+        return res
+
+
+@dataclass
+class Plan:
+    """One video prepared for generation.
+
+    Attributes:
+        video: the input. video_seconds: its duration (None if the container does not say).
+        n_frames: T, mel frames of the output (round(seconds * 22050) // 256).
+        total_cols: latent columns generated, max(W, ceil(T / 16)) (the mel is trimmed to T).
+        feats: (N, D) visual features at 21.5 fps covering every window (None for class-only models).
+    """
+
+    video: Path
+    video_seconds: Optional[float]
+    n_frames: int
+    total_cols: int
+    feats: Optional[np.ndarray]
+
+
+# ----------------------------------------------------------------------------- outputs
+OUTPUT_SUFFIXES = (".wav", ".npy", ".png", ".mp4")
+
+
+def output_paths(video: str | Path, out_dir: str | Path, k: int) -> list:
+    """``<out_dir>/<video stem>_sample_<k>`` + ``.wav``, ``.npy``, ``.png``, ``.mp4`` (in that order)."""
+    return [Path(out_dir) / f"{Path(video).stem}_sample_{k}{ext}" for ext in OUTPUT_SUFFIXES]
+
+
+def mel_png(mel: np.ndarray, scale: int = 2) -> bytes:
+    """A mel (80, T) in [0, 1] as a colour PNG (magma map, low frequencies at the bottom, each bin
+    ``scale`` pixels high): the encoded bytes."""
+    import cv2
+
+    img = (np.clip(mel[::-1], 0, 1) * 255).round().astype(np.uint8)
+    img = cv2.applyColorMap(np.repeat(img, scale, axis=0), cv2.COLORMAP_MAGMA)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the spectrogram PNG")
+    return buf.tobytes()
+
+
+def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bool = False) -> None:
+    """``out`` (.mp4) = the first video stream of ``video`` (copied; re-encoded to H.264 if the mp4
+    container refuses its codec) + ``wav`` as AAC, ``duration`` seconds long. ``loop_video``: repeat
+    the video when the sound is longer than it."""
+    from feature_extraction.media import MediaError, _run_ffmpeg
+
+    src = (["-stream_loop", "-1"] if loop_video else []) + ["-i", str(video), "-i", str(wav)]
+    tail = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-t", f"{duration:.6f}",
+            "-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
+    try:
+        _run_ffmpeg([*src, "-c:v", "copy", *tail], video)
+    except MediaError:
+        log.info("%s: video stream not copyable into mp4, re-encoding it (H.264)", video)
+        _run_ffmpeg([*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", *tail], video)
+
+
+def _write_outputs(paths, video: Path, mel: np.ndarray, wav: np.ndarray, write_mp4: bool,
+                   loop_video: bool) -> None:
+    """Write ``.wav``, ``.npy``, ``.png`` (and ``.mp4``) for one sample, each atomically."""
+    from feature_extraction.extract import _atomic_write
+    from specvqgan.dataset_sampling import save_mel_atomic
+
+    wav_path, mel_path, png_path, mp4_path = paths
+    _atomic_write(wav_path, lambda p: save_audio(p, wav, SR))
+    save_mel_atomic(mel_path, mel.astype(np.float32))
+    _atomic_write(png_path, lambda p: p.write_bytes(mel_png(mel)))
+    if write_mp4:
+        _atomic_write(mp4_path, lambda p: mux_audio(video, wav_path, p, len(wav) / SR, loop_video))

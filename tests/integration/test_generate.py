@@ -1,0 +1,221 @@
+"""Video -> sound end to end (``specvqgan.pipeline`` and ``scripts/generate.py``) on a tiny random-weight
+toy transformer and synthetic videos: the condition equals what the toy dataset gives the model, output
+files and lengths (2 s, 6 s, a short silent video), mp4 streams, seeded determinism, bad inputs, and the
+CLI going on past a corrupt file."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import av
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from feature_extraction.media import MediaError, probe, write_mp4
+from specvqgan.audio import HOP, SR
+from specvqgan.config import instantiate_from_config
+from specvqgan.models.base import export_checkpoint
+from specvqgan.pipeline import GenerationError, VideoToSound
+from vocoder.modules import Generator
+
+FPS = 25
+VOCAB = 16
+
+
+def tiny_run_config(data_root) -> dict:
+    """train.py-style run config: a tiny colour-feature GPT over a tiny codebook, 2 s toy clips."""
+    return {
+        "model": {"target": "specvqgan.models.cond_transformer.Net2NetTransformer", "params": {
+            "cond_stage_key": "feature", "log_media": False,
+            "transformer_config": {"target": "specvqgan.modules.transformer.mingpt.GPTFeats", "params": {
+                "feat_embedding_config": {"target": "torch.nn.Conv1d", "params": {"in_channels": 48, "kernel_size": 1}},
+                "GPT_config": {"vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 16}}},
+            "first_stage_permuter_config": {"target": "specvqgan.modules.transformer.permuter.ColumnMajor"},
+            "first_stage_config": {"target": "specvqgan.models.vqgan.VQModel", "params": {
+                "ckpt_path": None, "embed_dim": 8, "n_embed": VOCAB,
+                "ddconfig": {"double_z": False, "z_channels": 8, "resolution": 160, "in_channels": 1, "out_ch": 1,
+                             "ch": 32, "ch_mult": [1, 1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [],
+                             "dropout": 0.0},
+                "lossconfig": {"target": "specvqgan.modules.losses.DummyLoss"}}},
+            "cond_stage_config": {"target": "specvqgan.modules.conditioning.RawFeatsStage", "params": {"n_feats": 40}}}},
+        "data": {"target": "specvqgan.data.datamodule.DataModule", "params": {
+            "batch_size": 2,
+            "validation": {"target": "specvqgan.data.toy.ToySpecsCondOnFeatsValidation",
+                           "params": {"data_root": str(data_root), "duration": 2}}}},
+    }
+
+
+def _frames(seconds: float, seed: int = 0) -> np.ndarray:
+    """(T, 32, 32, 3) uint8: a colour that changes every 0.2 s (the colour features follow it)."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * FPS))
+    colours = rng.integers(0, 256, size=(n // 5 + 1, 3), dtype=np.uint8)
+    return np.repeat(colours, 5, axis=0)[:n, None, None, :].repeat(32, 1).repeat(32, 2)
+
+
+def _tone(seconds: float) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models run ~10x faster on one thread when the cores are shared (OpenMP spinning)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Videos, a train.py-style checkpoint (with the data config), its export (model only) and a codebook."""
+    d = tmp_path_factory.mktemp("gen")
+    videos = {"v2": (2.0, True), "v6": (6.0, True), "short_silent": (1.5, False), "tiny": (0.5, True)}
+    for name, (sec, sound) in videos.items():
+        write_mp4(d / f"{name}.mp4", _frames(sec, len(name)), FPS, _tone(sec) if sound else None, SR)
+    write_mp4(d / "audio_only.mp4", None, FPS, _tone(2.0), SR)
+    (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    cfg = tiny_run_config(d / "toy")
+    torch.manual_seed(0)
+    model = instantiate_from_config(OmegaConf.create(cfg["model"]))
+    with torch.no_grad():  # larger weights: token choices depend clearly on the condition
+        for p in model.transformer.parameters():
+            p.normal_(0, 0.5)
+    torch.save({"state_dict": model.state_dict(), "config": cfg}, d / "run.ckpt")
+    export_checkpoint(model, cfg["model"], d / "exported.pt")
+    export_checkpoint(model.first_stage_model, cfg["model"]["params"]["first_stage_config"], d / "codebook.pt")
+    torch.save({"state_dict": {f"generator.{k}": v for k, v in Generator(80, ngf=4, n_residual_layers=1)
+                               .state_dict().items()},
+                "config": {"params": {"ngf": 4, "n_residual_layers": 1}}}, d / "melgan.pt")  # tiny, fast
+    return d, VideoToSound.from_checkpoints(d / "run.ckpt", vocoder=d / "melgan.pt")
+
+
+def _streams(path):
+    """{'video'|'audio': duration in seconds} of an mp4 (PyAV)."""
+    with av.open(str(path)) as c:
+        return {s.type: float(s.duration * s.time_base) for s in c.streams}
+
+
+def test_condition_equals_toy_dataset_item(setup):
+    """Features through the pipeline == the toy dataset's item for the same clip extracted by
+    ``python -m feature_extraction`` (2 s, 43 rows, centre crop 40)."""
+    from feature_extraction.extract import ExtractConfig, extract_folder
+    from specvqgan.data.datamodule import build_split
+
+    d, pipe = setup
+    toy = d / "toy"
+    (toy / "videos" / "cls").mkdir(parents=True, exist_ok=True)
+    (toy / "videos" / "cls" / "clip.mp4").write_bytes((d / "v2.mp4").read_bytes())
+    (toy / "toy_valid.txt").write_text("cls/clip\n")
+    results = extract_folder(toy / "videos", toy / "features", ExtractConfig(duration=2.0), progress=False)
+    assert [r.status for r in results] == ["done"]
+    item = build_split(OmegaConf.create(tiny_run_config(toy)), "validation")[0]
+    plan = pipe.prepare(toy / "videos" / "cls" / "clip.mp4")
+    cond = pipe.condition(plan, 0)
+    assert pipe.spec.feature == "color" and pipe.spec.duration == 2.0 and pipe.spec.n_feats == 40
+    assert cond.shape == (1, 48, 40)
+    np.testing.assert_array_equal(cond[0].numpy(), item["feature"].T)
+    # the exported file (no data config) derives the same recipe from the model alone
+    assert VideoToSound.from_checkpoints(d / "exported.pt").spec == pipe.spec
+
+
+def test_two_second_video_outputs_and_seeds(setup, tmp_path):
+    d, pipe = setup
+    res = pipe.generate(d / "v2.mp4", tmp_path / "a", samples=2, seed=3)
+    n_frames = int(2.0 * SR) // HOP
+    assert res.duration == pytest.approx(n_frames * HOP / SR) and abs(res.duration - 2.0) < HOP / SR
+    assert [p.name for p in res.mp4_paths] == ["v2_sample_0.mp4", "v2_sample_1.mp4"]
+    for k in range(2):
+        mel, wav = res.mels[k], res.wavs[k]
+        assert mel.shape == (80, n_frames) and mel.dtype == np.float32 and 0 <= mel.min() and mel.max() <= 1
+        assert wav.shape == (n_frames * HOP,)
+        np.testing.assert_array_equal(np.load(res.mel_paths[k]), mel)
+        audio, sr = sf.read(res.wav_paths[k])
+        assert sr == SR and len(audio) == n_frames * HOP
+        png = cv2.imread(str(res.png_paths[k]))
+        assert png is not None and png.shape[1] == n_frames and png.shape[2] == 3
+        streams = _streams(res.mp4_paths[k])
+        assert streams["video"] == pytest.approx(2.0, abs=0.05)
+        assert streams["audio"] == pytest.approx(res.duration, abs=0.03)
+    assert not np.array_equal(res.mels[0], res.mels[1])
+    assert not list((tmp_path / "a").glob(".*"))                     # no temporary files left
+    again = pipe.generate(d / "v2.mp4", tmp_path / "b", samples=2, seed=3, write_mp4=False)
+    other = pipe.generate(d / "v2.mp4", tmp_path / "c", samples=1, seed=4, write_mp4=False)
+    noise = pipe.generate(d / "v2.mp4", tmp_path / "d", samples=1, seed=3, write_mp4=False, random_features=True)
+    np.testing.assert_array_equal(again.mels[0], res.mels[0])
+    np.testing.assert_array_equal(again.mels[1], res.mels[1])
+    assert not np.array_equal(other.mels[0], res.mels[0])
+    assert not np.array_equal(noise.mels[0], res.mels[0])
+    assert again.mp4_paths == [] and not (tmp_path / "b" / "v2_sample_0.mp4").exists()
+
+
+def test_long_and_short_videos(setup, tmp_path):
+    d, pipe = setup
+    plan = pipe.prepare(d / "v6.mp4")
+    n_frames = int(6.0 * SR) // HOP
+    assert plan.n_frames == n_frames and plan.total_cols == -(-n_frames // 16) > pipe.W
+    # each window is conditioned on the features under it
+    assert not torch.equal(pipe.condition(plan, 0), pipe.condition(plan, plan.total_cols - pipe.W))
+    res = pipe.generate(d / "v6.mp4", tmp_path, samples=1, seed=0)
+    assert res.wavs[0].shape == (n_frames * HOP,) and abs(res.duration - 6.0) < HOP / SR
+    assert _streams(res.mp4_paths[0])["audio"] == pytest.approx(res.duration, abs=0.03)
+
+    # shorter than the trained 2 s and without sound: looped for the features, trimmed to its length
+    seconds = probe(d / "short_silent.mp4").duration
+    res = pipe.generate(d / "short_silent.mp4", tmp_path, samples=1, seed=0)
+    assert res.wavs[0].shape == ((int(round(seconds * SR)) // HOP) * HOP,) and seconds < pipe.spec.duration
+    streams = _streams(res.mp4_paths[0])
+    assert streams["video"] == pytest.approx(1.5, abs=0.05) and streams["audio"] == pytest.approx(1.5, abs=0.03)
+
+    # an explicit duration past the video's end loops the video in the mp4
+    res = pipe.generate(d / "v2.mp4", tmp_path / "longer", samples=1, seed=0, duration=3.0)
+    streams = _streams(res.mp4_paths[0])
+    assert streams["video"] == pytest.approx(3.0, abs=0.1) and streams["audio"] == pytest.approx(3.0, abs=0.03)
+
+
+def test_bad_inputs_name_the_file(setup, tmp_path):
+    d, pipe = setup
+    for name, words in (("corrupt.mp4", "cannot open"), ("audio_only.mp4", "no video stream"),
+                        ("tiny.mp4", "too short"), ("missing.mp4", "not found")):
+        with pytest.raises(MediaError, match=words) as err:
+            pipe.generate(d / name, tmp_path, samples=1)
+        assert name in str(err.value)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(GenerationError, match="not a transformer") as err:
+        VideoToSound.from_checkpoints(d / "codebook.pt")
+    assert "codebook.pt" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="nothere.ckpt"):
+        VideoToSound.from_checkpoints(d / "nothere.ckpt")
+
+
+@pytest.mark.slow
+def test_cli_reports_a_corrupt_video_and_goes_on(setup, repo_root, tmp_path, capsys):
+    d, _ = setup
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "scripts/generate.py", "--video", str(d / "corrupt.mp4"), str(d / "v2.mp4"),
+                           "--transformer", str(d / "exported.pt"), "--out", str(out), "--samples", "1",
+                           "--top-k", "8", "--seed", "1"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "corrupt.mp4" in failed[0]
+    written = [line for line in proc.stdout.splitlines() if not line.startswith("#")]
+    assert sorted(os.path.basename(p) for p in written) == [f"v2_sample_0.{e}" for e in ("mp4", "npy", "png", "wav")]
+    assert all(os.path.isfile(p) for p in written)
+    # in process: a codebook passed as the transformer -> exit code 2 and one line naming the file
+    spec = importlib.util.spec_from_file_location("generate_cli", repo_root / "scripts" / "generate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--video", str(d / "v2.mp4"), "--transformer", str(d / "codebook.pt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "codebook.pt" in err[0] and "not a transformer" in err[0]
+    # resume: the finished video is skipped, its files untouched
+    before = {p: os.path.getmtime(p) for p in written}
+    assert cli.main(["--video", str(d / "v2.mp4"), "--transformer", str(d / "exported.pt"), "--out", str(out),
+                     "--samples", "1", "--skip-existing"]) == 0
+    assert "skipped" in capsys.readouterr().out and before == {p: os.path.getmtime(p) for p in written}
