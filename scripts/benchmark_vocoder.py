@@ -1,19 +1,29 @@
 #!/usr/bin/env python
 """Vocoder speed: seconds to vocode 10 s of audio (860 mel frames) with the paper-size MelGAN generator.
 
-    python scripts/benchmark_vocoder.py [--repeats 3] [--threads 2] [--compile] [--skip-batch8]
+    python scripts/benchmark_vocoder.py [--repeats 5] [--threads 2] [--compile] [--skip-batch8]
+                                        [--headline fp32|bf16]
 
-Rows: the reference path (weight norm computed every call, eager fp32), our default ``MelGANVocoder``
-(weight norm folded, ``inference_mode``), bf16, optionally ``torch.compile``; batch 1 and batch 8
-(seconds per 10 s clip), on CPU and on CUDA when available; Griffin-Lim (32 iterations) for comparison.
-Each figure is the best of ``--repeats`` timed runs after one warm-up; the max abs difference to the
-reference output is printed for every MelGAN variant. Random weights (timing does not depend on them).
-The last line is machine-readable (paper size, batch 1, CPU, default fp32 path):
+Rows (CPU; CUDA rows for the eager module when a GPU is present):
+  reference      the reference forward: weight norm recomputed every call, eager fp32, ``no_grad``;
+  eager fp32     ``nn.Module`` with weight norm folded (``MelGANVocoder(backend="eager")``);
+  eager bf16     the same in bf16;
+  fast fp32      ``vocoder.fast.FastGenerator`` (default on CPU): time-major GEMMs, polyphase
+                 transposed convs, chunked stages, Winograd F(2,3) for the 128/256-channel k3 convs; exact;
+  fast fp32 no Winograd   the same with direct k3 convs everywhere;
+  fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed);
+  compile fp32   ``torch.compile`` of the folded module (``--compile``; compile time printed).
+Each figure is the median of ``--repeats`` timed runs after a warm-up, the variants interleaved run by run
+(so machine load hits them alike); ``min`` is the fastest run. ``max|diff|`` and SNR are against the
+reference output. GFLOP/s = generator FLOPs (counted from the layer shapes) / time; ``--peak`` also times a
+2048^3 matmul in fp32 and bf16 for comparison. Random weights (timing does not depend on them).
+The last line is machine-readable (paper size, batch 1, CPU, the default fp32 path unless ``--headline bf16``):
 ``seconds_per_10s=<x> realtime_factor=<y>``.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -23,65 +33,124 @@ from vocoder.inference import GriffinLimVocoder, MelGANVocoder
 from vocoder.modules import Generator
 
 CLIP_SECONDS = 10.0
+HEADLINE = {"fp32": "fast fp32 (default)", "bf16": "fast bf16"}
 
 
-def best_time(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    out = fn()  # warm-up (allocations, oneDNN kernel selection, compilation)
+def generator_flops(generator: Generator, frames: int) -> float:
+    """Multiply-adds x 2 of one forward pass on ``frames`` mel frames (convs and transposed convs only)."""
+    flops, length = 0.0, frames
+    for m in generator.modules():
+        if isinstance(m, torch.nn.ConvTranspose1d):
+            length *= m.stride[0]
+            flops += 2.0 * m.in_channels * m.out_channels * m.kernel_size[0] / m.stride[0] * length
+        elif isinstance(m, torch.nn.Conv1d):
+            flops += 2.0 * m.in_channels * m.out_channels * m.kernel_size[0] * length
+    return flops
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
     times = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
         start = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        a @ b
         times.append(time.perf_counter() - start)
-    return min(times), out
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def time_interleaved(fns: dict, repeats: int) -> dict:
+    """{name: fn} -> {name: (median s, min s, last output)}: one warm-up each, then round-robin runs."""
+    outs = {name: fn() for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            outs[name] = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), min(t), outs[name]) for name, t in times.items()}
+
+
+def snr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
+    noise = (out - ref).pow(2).sum().item()
+    return float("inf") if noise == 0 else 10 * torch.log10(ref.pow(2).sum() / noise).item()
+
+
+def variants(generator: Generator, device: str, with_compile: bool) -> dict:
+    """name -> MelGANVocoder-like object with .vocode (built outside the timing)."""
+    out = {"eager fp32": MelGANVocoder(generator, device=device, chunk_frames=None, backend="eager"),
+           "eager bf16": MelGANVocoder(generator, device=device, precision="bf16", chunk_frames=None,
+                                       backend="eager")}
+    if device == "cpu":
+        out["fast fp32 (default)"] = MelGANVocoder(generator, chunk_frames=None)
+        out["fast fp32 no Winograd"] = MelGANVocoder(generator, chunk_frames=None,
+                                                     fast_options={"winograd_channels": None})
+        out["fast bf16"] = MelGANVocoder(generator, precision="bf16", chunk_frames=None)
+    if with_compile:
+        voc = MelGANVocoder(generator, device=device, chunk_frames=None, backend="eager")
+        voc.generator = torch.compile(voc.generator)
+        start = time.perf_counter()
+        voc.vocode(torch.rand(1, 80, MEL_FRAMES_10S, device=device))
+        print(f"torch.compile ({device}): first call {time.perf_counter() - start:.1f} s")
+        out["compile fp32"] = voc
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--skip-batch8", action="store_true")
+    parser.add_argument("--peak", action="store_true", help="also time a 2048^3 matmul (fp32, bf16)")
+    parser.add_argument("--headline", choices=("fp32", "bf16"), default="fp32",
+                        help="precision of the fast CPU path reported on the last line")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     generator = Generator(80, ngf=32, n_residual_layers=3).eval()  # 4,266,050 parameters
+    gflop = generator_flops(generator, MEL_FRAMES_10S) / 1e9
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices {devices}, "
-          f"best of {args.repeats}")
-    print(f"{'variant':34s} {'device':6s} {'batch':>5s} {'s/10s':>8s} {'x realtime':>10s} {'max|diff|':>10s}")
+          f"median of {args.repeats}; paper generator: {gflop:.1f} GFLOP per 10 s clip")
+    if args.peak:
+        print(f"matmul 2048^3: fp32 {matmul_peak(torch.float32):.0f} GFLOP/s, "
+              f"bf16 {matmul_peak(torch.bfloat16):.0f} GFLOP/s")
+    print(f"{'variant':22s} {'device':6s} {'batch':>5s} {'s/10s':>7s} {'min':>7s} {'x realtime':>10s} "
+          f"{'GFLOP/s':>8s} {'max|diff|':>9s} {'SNR dB':>7s}")
     headline = None
     for device in devices:
         for batch in (1,) if args.skip_batch8 else (1, 8):
             mel = torch.rand(batch, 80, MEL_FRAMES_10S, device=device)
             reference = generator.to(device)
-            with torch.no_grad():
-                ref_time, ref_out = best_time(lambda: reference(mel)[:, 0], args.repeats)
-            rows = [("reference (weight norm, no_grad)", ref_time, 0.0)]
-            variants = {"fp32 (default)": dict(precision="fp32"), "bf16": dict(precision="bf16")}
-            for name, kwargs in variants.items():
-                voc = MelGANVocoder(generator, device=device, chunk_frames=None, **kwargs)
-                seconds, out = best_time(lambda: voc.vocode(mel), args.repeats)
-                rows.append((name, seconds, (out.to(device) - ref_out).abs().max().item()))
-                if name.startswith("fp32") and device == "cpu" and batch == 1:
-                    headline = seconds
-            if args.compile:
-                voc = MelGANVocoder(generator, device=device, chunk_frames=None)
-                voc.generator = torch.compile(voc.generator)
-                seconds, out = best_time(lambda: voc.vocode(mel), args.repeats)
-                rows.append(("fp32 + torch.compile", seconds, (out.to(device) - ref_out).abs().max().item()))
-            for name, seconds, diff in rows:
-                per_clip = seconds / batch
-                print(f"{name:34s} {device:6s} {batch:5d} {per_clip:8.3f} {CLIP_SECONDS / per_clip:10.1f} {diff:10.2e}")
+            fns = {"reference": lambda: _no_grad(reference, mel)}
+            for name, voc in variants(generator, device, args.compile).items():
+                fns[name] = (lambda v: lambda: v.vocode(mel))(voc)
+            results = time_interleaved(fns, args.repeats if batch == 1 else min(args.repeats, 3))
+            ref_out = results["reference"][2]
+            for name, (median, fastest, out) in results.items():
+                per_clip, diff = median / batch, (out.to(device) - ref_out).abs().max().item()
+                print(f"{name:22s} {device:6s} {batch:5d} {per_clip:7.3f} {fastest / batch:7.3f} "
+                      f"{CLIP_SECONDS / per_clip:10.1f} {gflop / per_clip:8.1f} {diff:9.2e} "
+                      f"{snr_db(out.to(device).float(), ref_out.float()):7.1f}")
+                if device == "cpu" and batch == 1 and name == HEADLINE[args.headline]:
+                    headline = per_clip
     generator.cpu()
     mel = torch.rand(80, MEL_FRAMES_10S)
-    gl_time, _ = best_time(lambda: GriffinLimVocoder(n_iter=32).vocode(mel), 1)
-    print(f"{'Griffin-Lim (32 iterations)':34s} {'cpu':6s} {1:5d} {gl_time:8.3f} {CLIP_SECONDS / gl_time:10.1f}")
+    gl = time_interleaved({"gl": lambda: GriffinLimVocoder(n_iter=32).vocode(mel)}, 1)["gl"][0]
+    print(f"{'Griffin-Lim (32 it.)':22s} {'cpu':6s} {1:5d} {gl:7.3f} {gl:7.3f} {CLIP_SECONDS / gl:10.1f}")
+    print(f"headline: {HEADLINE[args.headline]}, paper generator, batch 1, CPU, {torch.get_num_threads()} threads")
     print(f"seconds_per_10s={headline:.4f} realtime_factor={CLIP_SECONDS / headline:.2f}")
+
+
+def _no_grad(module: torch.nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return module(mel)[:, 0]
 
 
 if __name__ == "__main__":
