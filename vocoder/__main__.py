@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-range", default="0,1", choices=["0,1", "-1,1"], help="scale of the mel values")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="MelGAN precision")
     parser.add_argument("--device", default="cpu", help="torch device for MelGAN (cpu, cuda)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "fast", "eager"],
+                        help="MelGAN implementation: auto = vocoder.fast on CPU, the nn.Module elsewhere")
     parser.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations")
     args = parser.parse_args(argv)
 
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mel = np.load(args.mel)
         if args.ckpt:
-            vocoder = MelGANVocoder.from_checkpoint(args.ckpt, precision=args.precision, device=args.device)
+            vocoder = MelGANVocoder.from_checkpoint(args.ckpt, precision=args.precision, device=args.device,
+                                                    backend=args.backend)
         else:
             vocoder = GriffinLimVocoder(n_iter=args.n_iter)
         start = time.perf_counter()

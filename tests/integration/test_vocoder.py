@@ -54,6 +54,9 @@ def test_train_toy_melgan_then_vocode(tmp_path):
     assert "MelGANVocoder" in out.stdout
     wav, sr = sf.read(tmp_path / "out.wav")
     assert sr == 22050 and wav.shape == (30 * 256,)
+    run("-m", "vocoder", str(tmp_path / "mel.npy"), str(tmp_path / "eager.wav"), "--ckpt", str(ckpts[0]),
+        "--backend", "eager", cwd=REPO)
+    assert np.abs(sf.read(tmp_path / "eager.wav")[0] - wav).max() <= 2 / 2 ** 15  # same audio up to 16-bit rounding
 
     out = run("-m", "vocoder", str(tmp_path / "mel.npy"), str(tmp_path / "gl.wav"), "--n-iter", "2", cwd=REPO)
     assert "GriffinLimVocoder" in out.stdout and sf.read(tmp_path / "gl.wav")[0].shape == (30 * 256,)
