@@ -10,16 +10,15 @@ One code path serves training-time logging, the dataset sampler and the video CL
   condition's keys/values are reused across windows and inside a window tokens are appended.
 * ``*_uncached`` twins re-run the full forward every step, exactly as the reference loop did; they are
   the baseline of ``scripts/benchmark_sampling.py`` and the oracle of the tests.
-* :func:`prepare_gpt`: an inference copy in fp32, bf16 or int8 (dynamic quantization of the Linear
-  layers), an explicit speed/accuracy trade-off measured by the benchmark.
+* :func:`prepare_gpt`: an inference copy in fp32, bf16 or int8 (per-channel int8 weights, fused
+  key/query/value, bf16 cache; ``fast_decode.FastGPT``), an explicit speed/accuracy trade-off
+  measured by the benchmark.
 
 Sampling options: ``temperature``, ``top_k``, ``top_p`` (nucleus), ``greedy``; ``seed`` (or a
 ``generator``) makes runs reproducible: the cached and uncached paths draw the same random numbers.
 """
 from __future__ import annotations
 
-import copy
-import warnings
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -110,7 +109,9 @@ def _prefill(gpt, c: Cond, prefix: Optional[torch.Tensor], num_samples: int, nee
         emb = torch.cat([emb, gpt.embed_tokens(prefix).to(emb.dtype)], dim=1)
     if emb.shape[1] == 0:
         raise ValueError('nothing to condition on: empty condition and no priming tokens')
-    cache = gpt.new_cache(emb.shape[0])
+    # a reduced-precision copy picks its cache dtype from the number of rows decoded together
+    dtype = gpt.cache_dtype_for(emb.shape[0] * num_samples) if hasattr(gpt, 'cache_dtype_for') else None
+    cache = gpt.new_cache(emb.shape[0], dtype=dtype)
     logits, att = gpt.forward_cached(emb, cache, need_weights=need_weights)
     if att is not None:
         att = att[:, :, -1:].repeat_interleave(num_samples, dim=0)
@@ -294,21 +295,21 @@ def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W
 
 
 # ----------------------------------------------------------------------------- inference precision
-def prepare_gpt(gpt: nn.Module, precision: str = 'fp32') -> nn.Module:
+def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False) -> nn.Module:
     """An eval-mode inference copy of ``gpt``.
 
-    precision: ``'fp32'`` (the module itself, unchanged), ``'bf16'`` (weights, activations and cache in
-    bfloat16) or ``'int8'`` (dynamic int8 quantization of every nn.Linear: int8 weights, fp32
-    activations; CPU only). Reduced precision changes the logits slightly; the benchmark reports the
-    max logit difference and the greedy-token agreement against fp32.
+    precision: ``'fp32'`` (the module itself, unchanged: sampling stays exact), or a reduced-precision
+    :class:`~specvqgan.modules.transformer.fast_decode.FastGPT` copy with fused key/query/value, a
+    bfloat16 key/value cache and a lean decoding step: ``'bf16'`` (weights and activations in
+    bfloat16) or ``'int8'`` (per-channel int8 weights with dynamically quantized activations, the
+    head included; CPU only). Reduced precision changes the logits slightly; the benchmark reports
+    the max logit difference and the greedy-token agreement against fp32.
+    compile: (reduced precision only) run the one-query attention through ``torch.compile``; the
+    first step then compiles (seconds to tens of seconds on CPU).
     """
     if precision == 'fp32':
         return gpt.eval()
-    if precision == 'bf16':
-        return copy.deepcopy(gpt).to(torch.bfloat16).eval()
-    if precision == 'int8':
-        from torch.ao.quantization import quantize_dynamic
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            return quantize_dynamic(copy.deepcopy(gpt).eval(), {nn.Linear}, dtype=torch.qint8)
+    if precision in ('bf16', 'int8'):
+        from specvqgan.modules.transformer.fast_decode import FastGPT
+        return FastGPT(gpt, precision, compile=compile)
     raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
