@@ -14,6 +14,8 @@ they come from the codebook (80 mel bins / 16, ``ddconfig.resolution`` / 16).
 """
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from typing import Any, Optional, Sequence
 
@@ -102,6 +104,9 @@ class Net2NetTransformer(BaseModel):
             only to the plain GPT, here it applies to every variant).
         log_media: sample and log spectrograms + Griffin-Lim audio at the first validation batch.
         log_num_samples / log_top_k / log_temperature: items and sampling options for those logs.
+        code_cache_size: remember the frozen codebook's tokens of up to this many distinct mels (keyed by
+            their bytes) so training does not re-encode the same crop every epoch (0: off, the reference
+            behaviour). Pays when crops repeat (centre crops, the toy data); exact (the codebook is frozen).
     """
 
     def __init__(self, transformer_config, first_stage_config, cond_stage_config,
@@ -109,8 +114,13 @@ class Net2NetTransformer(BaseModel):
                  ckpt_path: Optional[str] = None, ignore_keys: Sequence[str] = (),
                  first_stage_key: str = 'image', cond_stage_key: Any = 'depth',
                  downsample_cond_size: int = -1, pkeep: float = 1.0, log_media: bool = True,
-                 log_num_samples: int = 2, log_top_k: Optional[int] = 100, log_temperature: float = 1.0):
+                 log_num_samples: int = 2, log_top_k: Optional[int] = 100, log_temperature: float = 1.0,
+                 code_cache_size: int = 0):
         super().__init__()
+        if code_cache_size < 0:
+            raise ValueError(f'code_cache_size must be >= 0, got {code_cache_size}')
+        self.code_cache_size = code_cache_size
+        self._code_cache: dict[bytes, torch.Tensor] = {}
         self.init_first_stage_from_ckpt(first_stage_config)
         self.init_cond_stage_from_ckpt(cond_stage_config)
         perm_cfg = derive_permuter_config(first_stage_permuter_config, first_stage_config)
@@ -190,7 +200,7 @@ class Net2NetTransformer(BaseModel):
     def forward(self, x: torch.Tensor, c: Any):
         """x: mel (B, 1, F, T); c: condition. Returns (logits (B, n_tokens, V), target (B, n_tokens)):
         output i is p(z_i | z_<i, c)."""
-        _, z_indices = self.encode_to_z(x)
+        z_indices = self._codes(x)
         _, c_indices = self.encode_to_c(c)
         a_indices = z_indices
         if self.training and self.pkeep < 1.0:
@@ -262,6 +272,27 @@ class Net2NetTransformer(BaseModel):
         e_dim = self.first_stage_model.quantize.embedding.weight.shape[1]
         mel = self.decode_to_img(tokens, (tokens.shape[0], e_dim, H, total_cols))
         return tokens, mel
+
+    @torch.no_grad()
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Column-major codebook indices (B, n_tokens) of the mels x, through the code cache if enabled."""
+        if not self.code_cache_size:
+            return self.encode_to_z(x)[1]
+        keys = [hashlib.blake2b(item.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+                for item in x]
+        missing = [i for i, k in enumerate(keys) if k not in self._code_cache]
+        if missing:
+            codes = self.encode_to_z(x[missing])[1]
+            for i, code in zip(missing, codes):
+                if len(self._code_cache) < self.code_cache_size:
+                    self._code_cache[keys[i]] = code.cpu()
+            if len(missing) == len(keys):
+                return codes
+            fresh = dict(zip(missing, codes))
+        else:
+            fresh = {}
+        return torch.stack([fresh[i] if i in fresh else self._code_cache[k].to(x.device)
+                            for i, k in enumerate(keys)])
 
     @torch.no_grad()
     def encode_to_z(self, x: torch.Tensor):

@@ -115,3 +115,29 @@ def test_generate_long_and_primed(model):
     _, z = model.encode_to_z(x)
     tokens, mel = model.generate(c, x=x, prime_cols=2, greedy=True)
     assert torch.equal(tokens[:, :10], z[:, :10]) and mel.shape == (2, 1, 80, 64)
+
+
+def test_code_cache_gives_the_same_loss_without_re_encoding(model, monkeypatch):
+    """code_cache_size: the frozen codebook's tokens are reused for repeated mels (exact), only new
+    mels are encoded, and the cache never grows past its size."""
+    cached = instantiate_from_config(OmegaConf.create(
+        OmegaConf.merge(TINY, {'params': {'code_cache_size': 5}})))
+    cached.load_state_dict(model.state_dict())
+    model.eval(), cached.eval()
+    batch = _batch(4)
+    x, c = model.get_xc(batch)
+    ref_logits, ref_target = model(x, c)
+    calls = []
+    encode = cached.encode_to_z
+    monkeypatch.setattr(cached, 'encode_to_z', lambda x: calls.append(x.shape[0]) or encode(x))
+    for _ in range(2):
+        logits, target = cached(x, c)
+        assert torch.equal(target, ref_target) and torch.allclose(logits, ref_logits, atol=1e-6)
+    assert calls == [4]                                   # encoded once, then served from the cache
+    x2 = torch.cat([x[:2], _batch(6)['image'][4:, None]])  # 2 known + 2 new mels
+    _, target2 = cached(x2, cached.get_xc(_batch(4))[1])
+    assert calls == [4, 2] and torch.equal(target2[:2], ref_target[:2])
+    assert torch.equal(target2[2:], model.encode_to_z(x2[2:])[1])
+    assert len(cached._code_cache) == 5                   # capped
+    with pytest.raises(ValueError, match='code_cache_size'):
+        instantiate_from_config(OmegaConf.create(OmegaConf.merge(TINY, {'params': {'code_cache_size': -1}})))
