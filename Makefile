@@ -1,13 +1,16 @@
 # Two commands for a fresh machine (see README):
-#   make demo   install, build the toy audio-visual dataset and extract its features
+#   make demo   install, then the quickstart (scripts/demo.py): toy data, toy models, generated sound, metrics
 #   make test   install and run the whole test suite
+# make demo DEMO=dir DEMO_ARGS="--steps-scale 2" moves / changes the demo; make toy builds only the toy data.
 PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
 STAMP := .make/installed
 TOY ?= data/toy
 TOY_DURATION ?= 2
+DEMO ?= demo
+DEMO_ARGS ?=
 
-.PHONY: install demo test test-fast clean-toy
+.PHONY: install demo toy test test-fast clean-toy clean-demo
 
 $(STAMP): requirements.txt setup.py
 	$(PIP) install -q -r requirements.txt
@@ -17,6 +20,9 @@ $(STAMP): requirements.txt setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(PYTHON) scripts/demo.py --out $(DEMO) --toy $(TOY) $(DEMO_ARGS)
+
+toy: $(STAMP)
 	$(PYTHON) scripts/make_toy_dataset.py --out $(TOY) --duration $(TOY_DURATION)
 	$(PYTHON) -m feature_extraction --videos $(TOY)/videos --out $(TOY)/features --duration $(TOY_DURATION)
 	@echo "toy videos:   $(TOY)/videos/<class>/<id>.mp4  (splits: $(TOY)/toy_train.txt, $(TOY)/toy_valid.txt)"
@@ -30,3 +36,6 @@ test-fast: $(STAMP)
 
 clean-toy:
 	rm -rf $(TOY)
+
+clean-demo:
+	rm -rf $(DEMO)
