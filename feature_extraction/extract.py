@@ -258,15 +258,14 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
     else:
         files, missing = resolve_video_list(videos, video_list)
     jobs = [(v, out / v.parent.relative_to(videos), cfg) for v in files]
-    wav_to_mel(np.zeros(4 * 1024, np.float32), SR)   # load librosa's lazy modules once, before forking
     bar = tqdm(total=len(jobs), desc="extracting", unit="video", disable=not progress)
     results = [Result(str(videos / row), "failed", f"file not found (listed in {video_list})")
                for row in missing]
     if workers > 1 and len(jobs) > 1:
         n_proc = min(workers, len(jobs))
-        # torch / OpenCV thread pools are not fork-safe once used (a forked worker can deadlock):
-        # pretrained features use fresh 'spawn' workers; the cheap colour feature keeps 'fork'.
-        ctx = get_context("spawn" if cfg.feature in PRETRAINED else "fork")
+        # Fresh 'spawn' workers: torch / OpenCV / OpenMP thread pools are not fork-safe once the parent
+        # has used them (a forked worker deadlocks; seen in a long pytest session and in notebooks).
+        ctx = get_context("spawn")
         with ctx.Pool(n_proc, _init_worker, (max(1, (os.cpu_count() or 1) // n_proc),)) as pool:
             for r in pool.imap_unordered(_job, jobs, chunksize=2):
                 results.append(r)
