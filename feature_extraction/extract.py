@@ -36,6 +36,7 @@ from feature_extraction.media import MediaError, MediaInfo, probe, read_audio, r
 from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
+from specvqgan.files import atomic_write
 from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,6 @@ def find_videos(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None = None) -> dict[str, np.ndarray]:
     """Visual features of one video, looped/cut to ``cfg.duration`` at 21.5 fps; the audio stream is
     not read (a video without sound works) -> {'feature_<name>': (round(21.5 * duration), D) float32}.
@@ -197,11 +187,11 @@ def extract_video(video: str | Path, out_dir: str | Path, cfg: ExtractConfig) ->
         return Result(str(video), "failed", f"{type(err).__name__}: {err}")
     import soundfile as sf
 
-    _atomic_write(paths["wav"], lambda p: sf.write(str(p), arrays["wav"], SR, subtype="PCM_16"))
+    atomic_write(paths["wav"], lambda p: sf.write(str(p), arrays["wav"], SR, subtype="PCM_16"))
     for key in paths:
         if key.startswith("feature_"):
-            _atomic_write(paths[key], lambda p, a=arrays[key]: p.write_bytes(pickle.dumps(a)))
-    _atomic_write(paths["mel"], lambda p: np.save(p, arrays["mel"]))
+            atomic_write(paths[key], lambda p, a=arrays[key]: p.write_bytes(pickle.dumps(a)))
+    atomic_write(paths["mel"], lambda p: np.save(p, arrays["mel"]))
     return Result(str(video), "done")
 
 

@@ -25,12 +25,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from feature_extraction.extract import find_videos  # noqa: E402
 from feature_extraction.media import probe  # noqa: E402
+from specvqgan.data.clips import read_split  # noqa: E402
 from specvqgan.pipeline import VideoToSound  # noqa: E402
 
 log = logging.getLogger("specvqgan.app")
 MAX_EXAMPLES = 8
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 INTRO = """# SpecVQGAN: sound for a silent video
 The model reads the video's visual features, samples a spectrogram codebook token by token with a
@@ -50,10 +51,10 @@ def find_examples(root: str | Path | None, limit: int = MAX_EXAMPLES) -> list[Pa
         raise FileNotFoundError(f"--examples: folder not found: {root}")
     split = root / "toy_valid.txt"
     if split.is_file():
-        videos = [root / "videos" / f"{row}.mp4" for row in split.read_text().split()]
+        videos = [root / "videos" / f"{row}.mp4" for row in read_split(split)]
         videos = [v for v in videos if v.is_file()]
     else:
-        videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        videos = find_videos(root)
     if not videos:
         raise FileNotFoundError(f"--examples: no videos in {root}")
     by_folder: dict[Path, list[Path]] = {}

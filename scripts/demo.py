@@ -130,20 +130,22 @@ def logging_to(log: Path):
 
 
 def read_split(path: Path) -> list[str]:
-    return [row.strip() for row in path.read_text().splitlines() if row.strip()] if path.is_file() else []
+    """Rows of a toy split list ([] while the toy data is not made yet)."""
+    from specvqgan.data.clips import read_split as read_rows
+    return read_rows(path) if path.is_file() else []
 
 
 def link_atomic(src: Path, dst: Path) -> None:
     """``dst`` becomes a hard link to (or, across file systems, a copy of) ``src``, atomically."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    from specvqgan.files import atomic_write
+
+    def link(tmp: Path) -> None:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
+            shutil.copyfile(src, tmp)
+    atomic_write(dst, link)
 
 
 # ----------------------------------------------------------------------------- the demo

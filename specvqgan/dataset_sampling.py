@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
+from specvqgan.files import atomic_write
 from specvqgan.sampling import filter_logits, prepare_gpt, sample_tokens
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,7 @@ def sample_path(out: str | Path, clip: str, k: int) -> Path:
 
 def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
     """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, mel)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.save(tmp, mel))
 
 
 def parse_shard(shard: Optional[str] = None) -> tuple[int, int]:
@@ -274,9 +271,7 @@ def _check_metadata(out: Path, opts: SamplerOptions) -> None:
         out.mkdir(parents=True, exist_ok=True)
         info = dict(asdict(opts), ckpt=str(Path(opts.ckpt).resolve()), overrides=list(opts.overrides),
                     layout="<out>/<class>/<video_id>_sample_<k>.npy, (80, T) float32 mel in [0, 1]")
-        tmp = meta.with_name(f".{METADATA}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info, indent=1))
-        os.replace(tmp, meta)
+        atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
 
 
 def _batches(rows: list, size: int) -> Iterator[list]:

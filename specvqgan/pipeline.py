@@ -138,14 +138,15 @@ class VideoToSound:
                    random_feature_weights=random_feature_weights, checkpoint=str(transformer))
 
     # ------------------------------------------------------------------ features and conditions
-    def video_features(self, video: str | Path, duration: float) -> np.ndarray:
+    def video_features(self, video: str | Path, duration: float, info=None) -> np.ndarray:
         """Visual features of ``video`` for ``duration`` seconds (looped past its end) -> (round(21.5 *
-        duration), D) float32, the extractor's streams concatenated in the dataset's order (RGB, flow)."""
+        duration), D) float32, the extractor's streams concatenated in the dataset's order (RGB, flow).
+        ``info``: the video's :func:`feature_extraction.media.probe` result, if already known."""
         from feature_extraction.extract import ExtractConfig, extract_visual
 
         cfg = ExtractConfig(duration=duration, feature=self.spec.feature, weights=self.feature_weights,
                             random_weights=self.random_feature_weights, device=self.device)
-        arrays = extract_visual(video, cfg)
+        arrays = extract_visual(video, cfg, info)
         return np.concatenate([arrays[f"feature_{s}"] for s in self.spec.streams], axis=1).astype(np.float32)
 
     def prepare(self, video: str | Path, duration: Optional[float] = None, random_features: bool = False,
@@ -167,7 +168,7 @@ class VideoToSound:
         feats = None
         if self.spec.feature is not None:
             seconds = max(self.spec.duration, length, self.spec.rows_needed(total_cols, self.W) / FEAT_FPS)
-            feats = self.video_features(video, seconds)
+            feats = self.video_features(video, seconds, info)
             if random_features:
                 feats = np.random.default_rng(seed).random(feats.shape, dtype=np.float32)
         return Plan(video, info.duration, n_frames, total_cols, feats)
@@ -299,12 +300,12 @@ def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bo
 def _write_outputs(paths, video: Path, mel: np.ndarray, wav: np.ndarray, write_mp4: bool,
                    loop_video: bool) -> None:
     """Write ``.wav``, ``.npy``, ``.png`` (and ``.mp4``) for one sample, each atomically."""
-    from feature_extraction.extract import _atomic_write
     from specvqgan.dataset_sampling import save_mel_atomic
+    from specvqgan.files import atomic_write
 
     wav_path, mel_path, png_path, mp4_path = paths
-    _atomic_write(wav_path, lambda p: save_audio(p, wav, SR))
+    atomic_write(wav_path, lambda p: save_audio(p, wav, SR))
     save_mel_atomic(mel_path, mel.astype(np.float32))
-    _atomic_write(png_path, lambda p: p.write_bytes(mel_png(mel)))
+    atomic_write(png_path, lambda p: p.write_bytes(mel_png(mel)))
     if write_mp4:
-        _atomic_write(mp4_path, lambda p: mux_audio(video, wav_path, p, len(wav) / SR, loop_video))
+        atomic_write(mp4_path, lambda p: mux_audio(video, wav_path, p, len(wav) / SR, loop_video))

@@ -1,0 +1,20 @@
+"""Atomic file writes: a reader (or a rerun after Ctrl-C) never sees a partial file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a hidden temporary path beside ``path`` (same suffix, so writers such as
+    ``np.save`` keep the name), then rename it onto ``path``; the temporary file is removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
