@@ -85,14 +85,16 @@ class FastGPT(nn.Module):
         self.cache_dtype = cache_dtype
         self._attend = compiled_decode_attention if compile else _decode_attention
         # the condition embedders, token/position embeddings: a copy in the activation dtype
-        body = copy.deepcopy(gpt).eval()
-        blocks, head, ln_f = body.blocks, body.head, body.ln_f
+        # (the blocks, head and final norm are read from ``gpt`` below: not deep-copied, the memo maps
+        # them to None, so no transient fp32 copy of the whole stack is made)
+        blocks, head, ln_f = gpt.blocks, gpt.head, gpt.ln_f
+        body = copy.deepcopy(gpt, {id(blocks): None, id(head): None, id(ln_f): None}).eval()
         del body.blocks, body.head, body.ln_f
         self.gpt = body.to(self.act_dtype)
         self.config, self.block_size = gpt.config, gpt.block_size
         self.n_head, self.n_unmasked = gpt.config.n_head, gpt.config.n_unmasked
         lin = (lambda m: _int8_linear(m)) if precision == 'int8' else (lambda m: _float_linear(m, self.act_dtype))
-        vec = lambda t: t.detach().to(self.act_dtype).contiguous()  # noqa: E731
+        vec = lambda t: t.detach().to(self.act_dtype, copy=True).contiguous()  # noqa: E731  (own copy)
         self.layers = []
         for blk in blocks:
             self.layers.append(dict(
