@@ -21,8 +21,10 @@ The fp32 model is never changed; fp32 sampling does not use this class (it stays
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -76,7 +78,7 @@ class FastGPT(nn.Module):
     """
 
     def __init__(self, gpt: nn.Module, precision: str = 'int8', cache_dtype: Optional[torch.dtype] = None,
-                 compile: bool = False):
+                 compile: bool = False, native: bool = True):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f'FastGPT precision must be one of {PRECISIONS}, got {precision!r}')
@@ -84,6 +86,7 @@ class FastGPT(nn.Module):
         self.act_dtype = torch.bfloat16 if precision == 'bf16' else torch.float32
         self.cache_dtype = cache_dtype
         self._attend = compiled_decode_attention if compile else _decode_attention
+        self._native = native_decode_attention() if native and not compile else None
         # the condition embedders, token/position embeddings: a copy in the activation dtype
         # (the blocks, head and final norm are read from ``gpt`` below: not deep-copied, the memo maps
         # them to None, so no transient fp32 copy of the whole stack is made)
@@ -127,6 +130,8 @@ class FastGPT(nn.Module):
         """Cache dtype when ``rows`` sequences are decoded together (a measured choice, see the module docstring)."""
         if self.cache_dtype is not None:
             return self.cache_dtype
+        if self._native is not None:
+            return torch.bfloat16
         return torch.float32 if rows == 1 and self.precision == 'int8' else torch.bfloat16
 
     def new_cache(self, batch_size: int, max_len: Optional[int] = None, dtype=None, device=None) -> KVCache:
@@ -156,16 +161,24 @@ class FastGPT(nn.Module):
         B, _, C = x.shape
         nh = self.n_head
         att, last = None, len(self.layers) - 1
+        native = self._native if T == 1 else None
+        if native is not None and (start + 1 > cache.max_len or not native.supports(cache)):
+            native = None  # overflow: cache.append raises the error
         for i, L in enumerate(self.layers):
             h = F.layer_norm(x, (C,), *L['ln1'])
-            q, k, v = L['qkv'](h).view(B, T, 3, nh, C // nh).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
-            k, v = cache.append(i, k, v)
-            if T == 1 and not (need_weights and i == last):
-                y = self._attend(q, k, v, cache.prefix(i))
+            qkv = L['qkv'](h)
+            if native is not None and not (need_weights and i == last):
+                y = native(qkv.view(B, 3 * C).float(), cache, i, nh)              # (B, C), cache written
+                x = x + L['proj'](y.view(B, 1, C).to(self.act_dtype))
             else:
-                y, a = self._attention(q, k, v, cache.prefix(i), start, need_weights and i == last)
-                att = a if a is not None else att
-            x = x + L['proj'](y.transpose(1, 2).reshape(B, T, C).to(self.act_dtype))
+                q, k, v = qkv.view(B, T, 3, nh, C // nh).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+                k, v = cache.append(i, k, v)
+                if T == 1 and not (need_weights and i == last):
+                    y = self._attend(q, k, v, cache.prefix(i))
+                else:
+                    y, a = self._attention(q, k, v, cache.prefix(i), start, need_weights and i == last)
+                    att = a if a is not None else att
+                x = x + L['proj'](y.transpose(1, 2).reshape(B, T, C).to(self.act_dtype))
             h = F.gelu(L['fc1'](F.layer_norm(x, (C,), *L['ln2'])), approximate=L['gelu'])
             x = x + L['fc2'](h)
         cache.advance(T)
@@ -210,6 +223,67 @@ def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared)
     yp = torch.matmul(pp.view(Bc, g, nh, Lp).transpose(1, 2), pv)          # (Bc, nh, g, hs)
     y = torch.matmul(po.unsqueeze(-2), v)                                  # (B, nh, 1, hs)
     return y + yp.transpose(1, 2).reshape(B, nh, 1, hs)
+
+
+_NATIVE_SOURCE = Path(__file__).parent / 'csrc' / 'decode_attention.cpp'
+
+
+class NativeDecodeAttention:
+    """The one-query decoding step of one layer in C++ (``csrc/decode_attention.cpp``): writes the new
+    key/value into the cache and attends over [shared prefix ; own positions] in one pass that reads each
+    cached byte once (fp32 accumulation; fp32 or bf16 cache). :meth:`load` returns None where the kernel
+    cannot be compiled (callers then use :func:`_decode_attention`)."""
+
+    def __init__(self, lib):
+        i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+        self.fns = {}
+        for dtype, name in ((torch.float32, 'decode_attention_f32'), (torch.bfloat16, 'decode_attention_bf16')):
+            fn = getattr(lib, name)
+            fn.argtypes = [i64, i64, i64, ptr, i64, ptr, ptr, i64, i64, i64, i64, ptr, ptr, i64, i64, i64, i64,
+                           ptr, i64, f32]
+            fn.restype = None
+            self.fns[dtype] = fn
+
+    @classmethod
+    def load(cls) -> Optional['NativeDecodeAttention']:
+        from specvqgan import native
+        lib = native.load_library('decode_attention', _NATIVE_SOURCE)
+        return None if lib is None else cls(lib)
+
+    def supports(self, cache: KVCache) -> bool:
+        k = cache.k[0]
+        return k.device.type == 'cpu' and k.dtype in self.fns and k.is_contiguous()
+
+    def __call__(self, qkv: torch.Tensor, cache: KVCache, layer: int, n_head: int) -> torch.Tensor:
+        """qkv (B, 3C) fp32 contiguous ([q ; k ; v], heads of C // n_head) for the token at position
+        ``cache.length`` -> y (B, C) fp32; the new key/value are written into ``cache`` (layer ``layer``)."""
+        B, C3 = qkv.shape
+        C = C3 // 3
+        hs = C // n_head
+        kc, vc = cache.k[layer], cache.v[layer]
+        y = torch.empty(B, C, dtype=torch.float32)
+        pre = cache.prefix(layer)
+        if pre is None:
+            pk = pv = kc
+            p_sb = p_sh = Lp = 0
+            group = 1
+        else:
+            pk, pv, group = pre
+            p_sb, p_sh, Lp = pk.stride(0), pk.stride(1), pk.shape[2]
+        self.fns[kc.dtype](B, n_head, hs, qkv.data_ptr(), C3, kc.data_ptr(), vc.data_ptr(), kc.stride(0),
+                           kc.stride(1), cache.prefix_len, cache.length, pk.data_ptr(), pv.data_ptr(), p_sb,
+                           p_sh, Lp, group, y.data_ptr(), C, 1.0 / math.sqrt(hs))
+        return y
+
+
+_NATIVE: dict = {}
+
+
+def native_decode_attention() -> Optional[NativeDecodeAttention]:
+    """The process-wide :class:`NativeDecodeAttention` (compiled on first use), or None."""
+    if 'fn' not in _NATIVE:
+        _NATIVE['fn'] = NativeDecodeAttention.load()
+    return _NATIVE['fn']
 
 
 def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

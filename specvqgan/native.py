@@ -1,0 +1,112 @@
+"""Small optional C++ kernels, compiled on first use and loaded with ``ctypes``.
+
+A kernel is one C++ source file with ``extern "C"`` functions. :func:`load_library` compiles it with the
+system compiler (``$CXX`` or ``g++``: ``-O3 -march=native -fopenmp``, linked against the OpenMP runtime
+that torch itself loaded, so the kernel's threads are torch's threads) into a cache folder and loads it.
+Nothing here is required: where no compiler is found, compilation fails, or ``SPECVQGAN_NATIVE=0`` is set,
+:func:`load_library` warns once and returns ``None`` and the callers use their pure-torch path.
+
+The compiled file is keyed by the source, the flags, the compiler version and the CPU's flags, and is
+written atomically (concurrent first uses are safe). Cache folder: ``$SPECVQGAN_CACHE/native`` or
+``~/.cache/specvqgan/native``.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-std=c++17', '-fopenmp', '-fno-math-errno']
+_LOADED: dict[str, Optional[ctypes.CDLL]] = {}
+_LOCK = threading.Lock()
+
+
+def enabled() -> bool:
+    """False when ``SPECVQGAN_NATIVE=0`` (force the pure-torch paths)."""
+    return os.environ.get('SPECVQGAN_NATIVE', '1') not in ('0', 'false', 'False', 'no')
+
+
+def cache_dir() -> Path:
+    base = os.environ.get('SPECVQGAN_CACHE')
+    root = Path(base).expanduser() if base else Path(os.environ.get('XDG_CACHE_HOME', '~/.cache')).expanduser() / 'specvqgan'
+    return root / 'native'
+
+
+def _torch_openmp() -> list[str]:
+    """Link flags for the OpenMP runtime shipped inside torch (same soname: the loader reuses it)."""
+    lib = Path(torch.__file__).parent / 'lib'
+    gomp = sorted(lib.glob('libgomp*.so*'))
+    if gomp:
+        return [str(gomp[0]), f'-Wl,-rpath,{lib}']
+    return []
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('flags'):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler() -> Optional[str]:
+    cxx = os.environ.get('CXX', 'g++')
+    return shutil.which(cxx)
+
+
+def library_path(name: str, source: Path, cxx: str) -> Path:
+    """Where the compiled ``source`` is cached (depends on source, flags, compiler and CPU)."""
+    version = subprocess.run([cxx, '--version'], capture_output=True, text=True).stdout
+    key = hashlib.sha256('\0'.join([Path(source).read_text(), ' '.join(FLAGS), version, _cpu_flags(),
+                                    torch.__version__]).encode()).hexdigest()[:16]
+    return cache_dir() / f'{name}-{key}.so'
+
+
+def _compile(source: Path, out: Path, cxx: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=out.parent)
+    os.close(fd)
+    try:
+        cmd = [cxx, *FLAGS, str(source), '-o', tmp, *_torch_openmp()]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f'compiling {source} failed:\n{" ".join(cmd)}\n{res.stderr[-2000:]}')
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_library(name: str, source: Path) -> Optional[ctypes.CDLL]:
+    """Compile (once, cached) and load the C++ file ``source``; None (with one warning) if unavailable."""
+    with _LOCK:
+        if name in _LOADED:
+            return _LOADED[name]
+        lib = None
+        if enabled():
+            cxx = _compiler()
+            if cxx is None:
+                warnings.warn(f'specvqgan.native: no C++ compiler ($CXX or g++): the {name} kernel falls back '
+                              'to pure torch (slower)')
+            else:
+                try:
+                    path = library_path(name, source, cxx)
+                    if not path.exists():
+                        _compile(Path(source), path, cxx)
+                    lib = ctypes.CDLL(str(path))
+                except (OSError, RuntimeError) as e:
+                    warnings.warn(f'specvqgan.native: the {name} kernel is unavailable, using pure torch: {e}')
+        _LOADED[name] = lib
+        return lib
