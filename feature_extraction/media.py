@@ -84,7 +84,9 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(f"{path}: cannot open as a media file ({type(err).__name__}: {err})") from err
 
 
-def _run_ffmpeg(args: list[str], path: Path) -> bytes:
+def run_ffmpeg(args: list[str], path: Path) -> bytes:
+    """Run the bundled ffmpeg with ``args`` (quiet); stdout bytes. A failure raises :class:`MediaError`
+    naming ``path`` and ffmpeg's last error line."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *args]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
@@ -106,7 +108,7 @@ def read_audio(path: str | Path, duration: float, sr: int, loop: bool = False) -
     reference's wav files; zero-pads the last few samples if the stream ends early.
     """
     path = Path(path)
-    raw = _run_ffmpeg([*_input_args(path, loop), "-t", f"{duration:.6f}", "-map", "0:a:0", "-vn",
+    raw = run_ffmpeg([*_input_args(path, loop), "-t", f"{duration:.6f}", "-map", "0:a:0", "-vn",
                        "-ac", "1", "-ar", str(sr), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"], path)
     wav = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     n = int(round(duration * sr))
@@ -124,7 +126,7 @@ def read_frames(path: str | Path, duration: float, fps: float, size: tuple[int, 
     """
     path = Path(path)
     h, w = size
-    raw = _run_ffmpeg([*_input_args(path, loop), "-t", f"{duration:.6f}", "-map", "0:v:0", "-an",
+    raw = run_ffmpeg([*_input_args(path, loop), "-t", f"{duration:.6f}", "-map", "0:v:0", "-an",
                        "-vf", f"fps={fps},scale={w}:{h}:flags=area", "-pix_fmt", "rgb24",
                        "-f", "rawvideo", "pipe:1"], path)
     frames = np.frombuffer(raw, dtype=np.uint8)

@@ -83,7 +83,7 @@ def parse_shard(shard: Optional[str] = None) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- models and data
-def _read_config_only(ckpt: str | Path) -> Optional[dict]:
+def read_stored_config(ckpt: str | Path) -> Optional[dict]:
     """The ``config`` stored in a checkpoint (memory-mapped read where possible: the weights stay on disk)."""
     from specvqgan.models.base import read_checkpoint, reference_run_config
     try:
@@ -109,7 +109,7 @@ def data_config(ckpt: str | Path, config: Optional[Sequence[str | Path]] = None,
     if config:
         cfg = load_config(list(config), overrides)
     else:
-        stored = _read_config_only(ckpt)
+        stored = read_stored_config(ckpt)
         if not stored or "data" not in stored:
             raise ConfigError(f"checkpoint {ckpt} carries no data config; pass --config <training yaml>")
         cfg = OmegaConf.merge(OmegaConf.create(stored), OmegaConf.from_dotlist(list(overrides)))
@@ -140,7 +140,7 @@ def load_model(ckpt: str | Path, mode: str):
     """(model, kind) in eval mode: a Net2NetTransformer (kind 'transformer') or, for reconstructions, a
     codebook VQModel (kind 'codebook'; a transformer checkpoint gives its first stage). The model is
     described by the checkpoint itself (``train.py`` / exported checkpoints, the reference log layout)."""
-    stored = _read_config_only(ckpt) or {}
+    stored = read_stored_config(ckpt) or {}
     target = str((stored.get("model") or {}).get("target", ""))
     if target.endswith("Net2NetTransformer"):
         from specvqgan.models.cond_transformer import Net2NetTransformer

@@ -110,14 +110,14 @@ class VideoToSound:
             FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, or
             a training config the pipeline cannot follow.
         """
-        from specvqgan.dataset_sampling import _read_config_only, load_model
+        from specvqgan.dataset_sampling import read_stored_config, load_model
         from vocoder.inference import load_vocoder
 
         transformer = Path(transformer)
         if not transformer.is_file():
             raise FileNotFoundError(f"transformer checkpoint not found: {transformer}")
         try:
-            run_config = _read_config_only(transformer)
+            run_config = read_stored_config(transformer)
         except ValueError as err:          # read_checkpoint's message names the file
             raise GenerationError(str(err)) from err
         target = str(((run_config or {}).get("model") or {}).get("target", ""))
@@ -285,16 +285,16 @@ def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bo
     """``out`` (.mp4) = the first video stream of ``video`` (copied; re-encoded to H.264 if the mp4
     container refuses its codec) + ``wav`` as AAC, ``duration`` seconds long. ``loop_video``: repeat
     the video when the sound is longer than it."""
-    from feature_extraction.media import MediaError, _run_ffmpeg
+    from feature_extraction.media import MediaError, run_ffmpeg
 
     src = (["-stream_loop", "-1"] if loop_video else []) + ["-i", str(video), "-i", str(wav)]
     tail = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-t", f"{duration:.6f}",
             "-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
     try:
-        _run_ffmpeg([*src, "-c:v", "copy", *tail], video)
+        run_ffmpeg([*src, "-c:v", "copy", *tail], video)
     except MediaError:
         log.info("%s: video stream not copyable into mp4, re-encoding it (H.264)", video)
-        _run_ffmpeg([*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", *tail], video)
+        run_ffmpeg([*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", *tail], video)
 
 
 def _write_outputs(paths, video: Path, mel: np.ndarray, wav: np.ndarray, write_mp4: bool,

@@ -80,22 +80,36 @@ def toy_video(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_transformer_ckpt(tmp_path_factory, repo_root) -> Path:
-    """An untrained tiny transformer in ``train.py``'s checkpoint layout (``{state_dict, config}`` with the
-    whole run config): ``configs/toy/transformer.yaml`` (2 s clips, 48-d colour features, 40 condition
-    frames, 5 x 10 tokens) shrunk to a 1-layer GPT and a small random codebook; builds in ~1 s."""
-    from omegaconf import OmegaConf
-
-    from specvqgan.config import instantiate_from_config, load_config
+def shrunk_toy_transformer_config(repo_root: Path, data_root: str | Path = "/nonexistent/toy"):
+    """``configs/toy/transformer.yaml`` (2 s clips, 48-d colour features, 40 condition frames, 5 x 10 tokens)
+    shrunk to a 1-layer GPT (16 wide, 2 heads) over a small random codebook (16 codes), reading the toy
+    data under ``data_root`` (the default is a dummy: building the model needs no data)."""
+    from specvqgan.config import load_config
 
     first = "model.params.first_stage_config.params"
     gpt = "model.params.transformer_config.params.GPT_config"
-    cfg = load_config(repo_root / "configs" / "toy" / "transformer.yaml", [
+    return load_config(repo_root / "configs" / "toy" / "transformer.yaml", [
         f"{first}.ckpt_path=null", f"{first}.embed_dim=8", f"{first}.n_embed=16", f"{first}.ddconfig.z_channels=8",
         f"{first}.ddconfig.ch_mult=[1,1,1,1,1]", f"{first}.ddconfig.attn_resolutions=[]",
-        f"{gpt}.n_layer=1", f"{gpt}.n_head=2", f"{gpt}.n_embd=16",   # no data needed: the data root is a dummy
-        *(f"data.params.{split}.params.data_root=/nonexistent/toy" for split in ("train", "validation"))])
+        f"{gpt}.n_layer=1", f"{gpt}.n_head=2", f"{gpt}.n_embd=16",
+        *(f"data.params.{split}.params.data_root={data_root}" for split in ("train", "validation"))])
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_config(repo_root):
+    """``data_root -> run config`` (an OmegaConf tree): :func:`shrunk_toy_transformer_config`."""
+    return lambda data_root="/nonexistent/toy": shrunk_toy_transformer_config(repo_root, data_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_ckpt(tmp_path_factory, repo_root) -> Path:
+    """An untrained tiny transformer (:func:`shrunk_toy_transformer_config`) in ``train.py``'s checkpoint
+    layout (``{state_dict, config}`` with the whole run config); builds in ~1 s."""
+    from omegaconf import OmegaConf
+
+    from specvqgan.config import instantiate_from_config
+
+    cfg = shrunk_toy_transformer_config(repo_root)
     torch.manual_seed(0)
     model = instantiate_from_config(cfg.model)
     with torch.no_grad():  # larger weights: token choices depend clearly on the condition

@@ -23,32 +23,6 @@ from specvqgan.pipeline import GenerationError, VideoToSound
 from vocoder.modules import Generator
 
 FPS = 25
-VOCAB = 16
-
-
-def tiny_run_config(data_root) -> dict:
-    """train.py-style run config: a tiny colour-feature GPT over a tiny codebook, 2 s toy clips."""
-    return {
-        "model": {"target": "specvqgan.models.cond_transformer.Net2NetTransformer", "params": {
-            "cond_stage_key": "feature", "log_media": False,
-            "transformer_config": {"target": "specvqgan.modules.transformer.mingpt.GPTFeats", "params": {
-                "feat_embedding_config": {"target": "torch.nn.Conv1d", "params": {"in_channels": 48, "kernel_size": 1}},
-                "GPT_config": {"vocab_size": VOCAB, "n_layer": 1, "n_head": 2, "n_embd": 16}}},
-            "first_stage_permuter_config": {"target": "specvqgan.modules.transformer.permuter.ColumnMajor"},
-            "first_stage_config": {"target": "specvqgan.models.vqgan.VQModel", "params": {
-                "ckpt_path": None, "embed_dim": 8, "n_embed": VOCAB,
-                "ddconfig": {"double_z": False, "z_channels": 8, "resolution": 160, "in_channels": 1, "out_ch": 1,
-                             "ch": 32, "ch_mult": [1, 1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [],
-                             "dropout": 0.0},
-                "lossconfig": {"target": "specvqgan.modules.losses.DummyLoss"}}},
-            "cond_stage_config": {"target": "specvqgan.modules.conditioning.RawFeatsStage", "params": {"n_feats": 40}}}},
-        "data": {"target": "specvqgan.data.datamodule.DataModule", "params": {
-            "batch_size": 2,
-            "validation": {"target": "specvqgan.data.toy.ToySpecsCondOnFeatsValidation",
-                           "params": {"data_root": str(data_root), "duration": 2}}}},
-    }
-
-
 def _frames(seconds: float, seed: int = 0) -> np.ndarray:
     """(T, 32, 32, 3) uint8: a colour that changes every 0.2 s (the colour features follow it)."""
     rng = np.random.default_rng(seed)
@@ -71,7 +45,7 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_transformer_config):
     """Videos, a train.py-style checkpoint (with the data config), its export (model only) and a codebook."""
     d = tmp_path_factory.mktemp("gen")
     videos = {"v2": (2.0, True), "v6": (6.0, True), "short_silent": (1.5, False), "tiny": (0.5, True)}
@@ -79,7 +53,7 @@ def setup(tmp_path_factory):
         write_mp4(d / f"{name}.mp4", _frames(sec, len(name)), FPS, _tone(sec) if sound else None, SR)
     write_mp4(d / "audio_only.mp4", None, FPS, _tone(2.0), SR)
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
-    cfg = tiny_run_config(d / "toy")
+    cfg = OmegaConf.to_container(tiny_transformer_config(d / "toy"), resolve=True)
     torch.manual_seed(0)
     model = instantiate_from_config(OmegaConf.create(cfg["model"]))
     with torch.no_grad():  # larger weights: token choices depend clearly on the condition
@@ -100,7 +74,7 @@ def _streams(path):
         return {s.type: float(s.duration * s.time_base) for s in c.streams}
 
 
-def test_condition_equals_toy_dataset_item(setup):
+def test_condition_equals_toy_dataset_item(setup, tiny_transformer_config):
     """Features through the pipeline == the toy dataset's item for the same clip extracted by
     ``python -m feature_extraction`` (2 s, 43 rows, centre crop 40)."""
     from feature_extraction.extract import ExtractConfig, extract_folder
@@ -113,7 +87,7 @@ def test_condition_equals_toy_dataset_item(setup):
     (toy / "toy_valid.txt").write_text("cls/clip\n")
     results = extract_folder(toy / "videos", toy / "features", ExtractConfig(duration=2.0), progress=False)
     assert [r.status for r in results] == ["done"]
-    item = build_split(OmegaConf.create(tiny_run_config(toy)), "validation")[0]
+    item = build_split(tiny_transformer_config(toy), "validation")[0]
     plan = pipe.prepare(toy / "videos" / "cls" / "clip.mp4")
     cond = pipe.condition(plan, 0)
     assert pipe.spec.feature == "color" and pipe.spec.duration == 2.0 and pipe.spec.n_feats == 40
