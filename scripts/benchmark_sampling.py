@@ -3,11 +3,12 @@ KV-cached sampler of ``specvqgan.sampling``, with identical weights, on CPU.
 
     python scripts/benchmark_sampling.py                      # paper + small size, batch 1 and 10
     python scripts/benchmark_sampling.py --sizes small --precisions fp32 --batches 1   # quick look
-    python scripts/benchmark_sampling.py --precisions fp32,int8,int8+compile         # + torch.compile
+    python scripts/benchmark_sampling.py --precisions fp32,int8,int8+torch,int8+compile
 
-Precisions: fp32 (the model itself), bf16 / int8 (``prepare_gpt``: the FastGPT inference copy), and
-``<precision>+compile`` (the same with the one-query attention through ``torch.compile``; the
-compilation time is printed separately and not counted in the speed).
+Precisions: fp32 (the model itself), bf16 / int8 (``prepare_gpt``: the FastGPT inference copy, its
+one-query attention in the C++ kernel of ``fast_decode.NativeDecodeAttention``), ``<precision>+torch`` (the
+same copy with the attention in plain torch ops: what the kernel buys), and ``<precision>+compile`` (the
+attention through ``torch.compile``; the compilation time is printed separately and not counted).
 
 A "10 s sample" is 265 tokens (5 x 53) after 212 visual features (paper size: 24 layers x 1024 wide x
 16 heads, vocab 1024, 307 M GPT parameters, random weights). The reference loop at paper size takes
@@ -24,11 +25,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-# Idle OpenMP threads must sleep, not spin: on a shared 2-core machine spinning threads of the
-# GEMM pool starve the small ops between GEMMs (measured: a paper-size fp32 step 724 ms -> 89 ms).
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+def _wait_policy(argv: list[str]) -> str:
+    """The ``--omp-wait-policy`` value, read before torch starts its OpenMP runtime."""
+    for i, a in enumerate(argv):
+        if a.startswith('--omp-wait-policy='):
+            return a.split('=', 1)[1]
+        if a == '--omp-wait-policy' and i + 1 < len(argv):
+            return argv[i + 1]
+    return 'default'
+
+
+# libgomp's default (spin briefly, then sleep) is the fastest on a quiet machine: a paper-size int8 step
+# takes 19 ms with it, 35 ms with PASSIVE (every small op then wakes sleeping threads). On a machine
+# shared with other busy processes PASSIVE avoids spinning threads starving them (``--omp-wait-policy passive``).
+if _wait_policy(sys.argv) != 'default':
+    os.environ['OMP_WAIT_POLICY'] = _wait_policy(sys.argv).upper()
 
 import torch  # noqa: E402
 
@@ -58,7 +73,9 @@ def build(size: str) -> GPTFeats:
 def make_low(gpt, name: str):
     """'fp32' | 'bf16' | 'int8', optionally '+compile' -> (inference copy, compile seconds or None)."""
     prec, _, extra = name.partition('+')
-    low = prepare_gpt(gpt, prec, compile=extra == 'compile')
+    if extra not in ('', 'compile', 'torch'):
+        raise SystemExit(f'unknown precision variant {name!r}: use <precision>, <precision>+torch or +compile')
+    low = prepare_gpt(gpt, prec, compile=extra == 'compile', native=extra != 'torch')
     if extra != 'compile':
         return low, None
     t = time.perf_counter()  # compile once (dynamic shapes: every length and batch) on a short run
@@ -129,17 +146,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sizes', default='paper,small', help='comma list of: ' + ', '.join(SIZES))
     p.add_argument('--batches', default='1,10', help='samples per condition, comma list')
-    p.add_argument('--precisions', default='fp32,bf16,int8,int8+compile',
-                   help='comma list of fp32, bf16, int8, bf16+compile, int8+compile')
+    p.add_argument('--precisions', default='fp32,bf16,int8,int8+torch',
+                   help='comma list of fp32, bf16, int8, <bf16|int8>+torch, <bf16|int8>+compile')
     p.add_argument('--ref-steps', type=int, default=3, help='reference forwards to time (extrapolated)')
     p.add_argument('--repeats', type=int, default=2, help='timed runs of ours (best is kept)')
     p.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
+    p.add_argument('--omp-wait-policy', default='default', choices=['default', 'passive', 'active'],
+                   help="OpenMP idle threads: libgomp's default (fastest on a quiet machine), passive (a "
+                        'machine shared with busy processes) or active')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(',')]
     precisions = args.precisions.split(',')
     rows, line = [], {}
-    print(f'CPU, {args.threads} threads; 10 s sample = {N_TOKENS} tokens after {N_FEATS} features; '
+    print(f'CPU, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; 10 s sample = {N_TOKENS} tokens after {N_FEATS} features; '
           f'reference loop timed on {args.ref_steps} forwards (batch 1; 1 '
           f'at mid length for larger batches) and extrapolated to {N_TOKENS} steps', flush=True)
     for size in args.sizes.split(','):

@@ -295,7 +295,7 @@ def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W
 
 
 # ----------------------------------------------------------------------------- inference precision
-def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False) -> nn.Module:
+def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False, native: bool = True) -> nn.Module:
     """An eval-mode inference copy of ``gpt``.
 
     precision: ``'fp32'`` (the module itself, unchanged: sampling stays exact), or a reduced-precision
@@ -306,10 +306,13 @@ def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False) 
     the max logit difference and the greedy-token agreement against fp32.
     compile: (reduced precision only) run the one-query attention through ``torch.compile``; the
     first step then compiles (seconds to tens of seconds on CPU).
+    native: (reduced precision only) run the one-query attention of each decoding step in the C++ kernel
+    of :class:`~specvqgan.modules.transformer.fast_decode.NativeDecodeAttention` (compiled on first use;
+    plain torch where no compiler is found or ``SPECVQGAN_NATIVE=0``).
     """
     if precision == 'fp32':
         return gpt.eval()
     if precision in ('bf16', 'int8'):
         from specvqgan.modules.transformer.fast_decode import FastGPT
-        return FastGPT(gpt, precision, compile=compile)
+        return FastGPT(gpt, precision, compile=compile, native=native)
     raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
