@@ -2,7 +2,7 @@
 """Vocoder speed: seconds to vocode 10 s of audio (860 mel frames) with the paper-size MelGAN generator.
 
     python scripts/benchmark_vocoder.py [--repeats 5] [--threads 2] [--compile] [--skip-batch8]
-                                        [--headline fp32|bf16]
+                                        [--headline fp32|bf16|int8]
 
 Rows (CPU; CUDA rows for the eager module when a GPU is present):
   reference      the reference forward: weight norm recomputed every call, eager fp32, ``no_grad``;
@@ -12,12 +12,14 @@ Rows (CPU; CUDA rows for the eager module when a GPU is present):
                  transposed convs, chunked stages, Winograd F(2,3) for the 128/256-channel k3 convs; exact;
   fast fp32 no Winograd   the same with direct k3 convs everywhere;
   fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed);
+  fast int8      ``precision="int8"`` (explicit opt-in, CPU): int8 GEMMs (oneDNN qlinear, AVX512-VNNI) with
+                 uint8 activations quantized per chunk (C kernels ``vocoder/csrc/quant.cpp``); not exact;
   compile fp32   ``torch.compile`` of the folded module (``--compile``; compile time printed).
 Each figure is the median of ``--repeats`` timed runs after a warm-up, the variants interleaved run by run
 (so machine load hits them alike); ``min`` is the fastest run. ``max|diff|`` and SNR are against the
 reference output. GFLOP/s = generator FLOPs (counted from the layer shapes) / time; ``--peak`` also times a
-2048^3 matmul in fp32 and bf16 for comparison. Random weights (timing does not depend on them).
-The last line is machine-readable (paper size, batch 1, CPU, the default fp32 path unless ``--headline bf16``):
+2048^3 matmul in fp32, bf16 and int8 for comparison. Random weights (timing does not depend on them).
+The last line is machine-readable (paper size, batch 1, CPU, the default fp32 path unless ``--headline``):
 ``seconds_per_10s=<x> realtime_factor=<y>``.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ from vocoder.inference import GriffinLimVocoder, MelGANVocoder
 from vocoder.modules import Generator
 
 CLIP_SECONDS = 10.0
-HEADLINE = {"fp32": "fast fp32 (default)", "bf16": "fast bf16"}
+HEADLINE = {"fp32": "fast fp32 (default)", "bf16": "fast bf16", "int8": "fast int8"}
 
 
 def generator_flops(generator: Generator, frames: int) -> float:
@@ -49,12 +51,18 @@ def generator_flops(generator: Generator, frames: int) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
+    """GFLOP/s of an n^3 matmul (int8: ``torch._int_mm``, int32 accumulation)."""
+    if dtype == torch.int8:
+        a, b = (torch.randint(-127, 128, (n, n), dtype=torch.int8) for _ in range(2))
+        mm = torch._int_mm
+    else:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        mm = torch.matmul
+    mm(a, b)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        mm(a, b)
         times.append(time.perf_counter() - start)
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
@@ -90,6 +98,7 @@ def variants(generator: Generator, device: str, with_compile: bool) -> dict:
         out["fast fp32 no Winograd"] = MelGANVocoder(generator, chunk_frames=None,
                                                      fast_options={"winograd_channels": None})
         out["fast bf16"] = MelGANVocoder(generator, precision="bf16", chunk_frames=None)
+        out["fast int8"] = MelGANVocoder(generator, precision="int8", chunk_frames=None)
     if with_compile:
         voc = MelGANVocoder(generator, device=device, chunk_frames=None, backend="eager")
         voc.generator = torch.compile(voc.generator)
@@ -106,8 +115,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--skip-batch8", action="store_true")
-    parser.add_argument("--peak", action="store_true", help="also time a 2048^3 matmul (fp32, bf16)")
-    parser.add_argument("--headline", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--peak", action="store_true", help="also time a 2048^3 matmul (fp32, bf16, int8)")
+    parser.add_argument("--headline", choices=tuple(HEADLINE), default="fp32",
                         help="precision of the fast CPU path reported on the last line")
     args = parser.parse_args()
     if args.threads:
@@ -120,7 +129,7 @@ def main() -> None:
           f"median of {args.repeats}; paper generator: {gflop:.1f} GFLOP per 10 s clip")
     if args.peak:
         print(f"matmul 2048^3: fp32 {matmul_peak(torch.float32):.0f} GFLOP/s, "
-              f"bf16 {matmul_peak(torch.bfloat16):.0f} GFLOP/s")
+              f"bf16 {matmul_peak(torch.bfloat16):.0f} GFLOP/s, int8 {matmul_peak(torch.int8):.0f} GFLOP/s")
     print(f"{'variant':22s} {'device':6s} {'batch':>5s} {'s/10s':>7s} {'min':>7s} {'x realtime':>10s} "
           f"{'GFLOP/s':>8s} {'max|diff|':>9s} {'SNR dB':>7s}")
     headline = None

@@ -105,7 +105,7 @@ class VideoToSound:
             feature: visual feature name when the checkpoint does not tell (exported files without a data
                 config and 2048-d features: "resnet50" or "bninception").
             random_feature_weights: allow a pretrained feature network without weights (tests only).
-            vocoder_precision: MelGAN precision, "fp32" or "bf16".
+            vocoder_precision: MelGAN precision, "fp32", "bf16" or "int8" (CPU; :class:`vocoder.MelGANVocoder`).
         Raises:
             FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, or
             a training config the pipeline cannot follow.

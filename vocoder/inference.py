@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 REFERENCE_ARGS = {"n_mel_channels": 80, "ngf": 32, "n_residual_layers": 3}  # vocoder/logs/vggsound/args.yml
 INPUT_RANGES = ("0,1", "-1,1")
 BACKENDS = ("auto", "fast", "eager")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class _ArgsLoader(yaml.SafeLoader):
@@ -148,9 +149,11 @@ class MelGANVocoder:
 
     Args:
         generator: a trained :class:`Generator` (its weights are folded in a private copy).
-        device: where to run. precision: ``"fp32"`` (matches the reference ~1e-6) or ``"bf16"``
+        device: where to run. precision: ``"fp32"`` (matches the reference ~1e-6), ``"bf16"``
             (~2x faster on CPUs with AVX512-BF16/AMX; not exact: max abs error ~1e-3 on random weights,
-            1e-2 on the golden weights and mel).
+            1e-2 on the golden weights and mel) or ``"int8"`` (CPU fast backend only: int8 GEMMs with
+            per-chunk activation scales for the wide stages, bf16 elsewhere; see :mod:`vocoder.fast`
+            for its speed and error).
         chunk_frames: vocode inputs longer than this in overlapping chunks (exact: each chunk carries
             ``CONTEXT_FRAMES`` of context on both sides, more than the generator's receptive field);
             bounds memory for long audio. ``None``: never chunk.
@@ -165,8 +168,8 @@ class MelGANVocoder:
 
     def __init__(self, generator: Generator, device: str | torch.device = "cpu", precision: str = "fp32",
                  chunk_frames: int | None = 2048, backend: str = "auto", fast_options: Mapping | None = None):
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if generator.hop_length != HOP:
@@ -174,12 +177,17 @@ class MelGANVocoder:
         self.device = torch.device(device)
         if backend == "fast" and self.device.type != "cpu":
             raise ValueError(f"backend 'fast' runs on the CPU only, got device {self.device}")
+        use_fast = backend == "fast" or (backend == "auto" and self.device.type == "cpu")
+        if precision == "int8" and not use_fast:
+            raise ValueError("precision 'int8' needs the fast CPU backend (backend 'fast' or 'auto' on the CPU)")
         gen = _folded_copy(generator)
+        # int8: the mel stays fp32 here (FastGenerator casts it for its bf16 first conv)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.generator = gen.to(self.device, self.dtype).eval()
         self.fast = None
-        if backend == "fast" or (backend == "auto" and self.device.type == "cpu"):
-            self.fast = FastGenerator(gen, self.dtype, **dict(fast_options or {}))
+        if use_fast:
+            fast_dtype = torch.int8 if precision == "int8" else self.dtype
+            self.fast = FastGenerator(gen, fast_dtype, **dict(fast_options or {}))
         self.precision = precision
         self.chunk_frames = chunk_frames
         self.hop_length = HOP
