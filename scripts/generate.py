@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-existing", action="store_true",
                    help="skip videos whose outputs all exist (resume an interrupted run with the same options)")
     p.add_argument("--progress", action="store_true", help="show a sampling progress bar")
+    p.add_argument("--omp-wait-policy", default="default", choices=("default", "passive", "active"),
+                   help="OpenMP idle threads: libgomp's default (fastest on a quiet machine) or passive (a CPU "
+                        "shared with other busy processes, where spinning threads starve the small ops)")
     p.add_argument("-v", "--verbose", action="store_true", help="log timings and details")
     args = p.parse_args(argv)
     if args.samples < 1:
@@ -65,8 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # before torch starts OpenMP: spinning threads starve the small sampling ops on a busy CPU
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.omp_wait_policy != "default":  # before torch starts OpenMP (no effect once torch is imported)
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from feature_extraction.media import MediaError
     from specvqgan.config import ConfigError
