@@ -13,8 +13,8 @@ functional decoding step that cuts the per-step overhead of the module path:
   compiled on first use by :mod:`specvqgan.native`) writes the new key/value into a bfloat16 cache and
   attends over [condition prefix shared by the samples of one condition ; own positions] in one
   OpenMP pass, fp32 accumulation, each cached byte read once. Per layer (2 threads, 212 + 132
-  positions): batch 10 0.68 ms with torch ops (bf16 matrix-vector products, softmax, casts) -> 0.20 ms;
-  batch 1 0.11 -> 0.03 ms. Without a compiler: two batched matrix-vector products over the cache
+  positions, L3-resident cache): batch 10 0.68 ms with torch ops (bf16 matrix-vector products, softmax,
+  casts) -> 0.14 ms; batch 1 0.11 -> 0.03 ms. Without a compiler: two batched matrix-vector products over the cache
   (``K @ q``, ``p @ V``), bf16 cache when several rows are decoded (fp32 for one int8 row);
 * no nn.Module calls, dropout or mask construction inside the step.
 
