@@ -56,7 +56,7 @@ def test_kernel_equals_materialised_attention(dtype, head_size, conds, group):
         pre = None if cache.prefix(0) is None else cache.prefix(0)[:2]
         ref = _reference(qkv, cache.k[0], cache.v[0], pre, group, cache.prefix_len, pos, n_head)
         assert y.shape == (B, C) and y.dtype == torch.float32
-        torch.testing.assert_close(y, ref, atol=2e-6, rtol=2e-5)
+        torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-4)  # fp32 sums in another order
         cache.advance(1)
 
 
