@@ -134,14 +134,32 @@ inline void split32(const BF16* p, __m512& even, __m512& odd) {
     odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
 }
 
-// s[j] = scale * <q, k_j> for n bf16 rows of 64
-inline void scores64_bf16(const float* q, const BF16* k, int64_t n, float scale, float* s) {
+// an fp32 vector of 64 (a query) in the (even ; odd) order of split32: e0, o0 for [0, 32), e1, o1 for [32, 64)
+inline void split_query(const float* q, __m512& e0, __m512& o0, __m512& e1, __m512& o1) {
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16), q2 = _mm512_loadu_ps(q + 32),
                  q3 = _mm512_loadu_ps(q + 48);
-    const __m512 qe0 = _mm512_permutex2var_ps(q0, ie, q1), qo0 = _mm512_permutex2var_ps(q0, io, q1);
-    const __m512 qe1 = _mm512_permutex2var_ps(q2, ie, q3), qo1 = _mm512_permutex2var_ps(q2, io, q3);
+    e0 = _mm512_permutex2var_ps(q0, ie, q1);
+    o0 = _mm512_permutex2var_ps(q0, io, q1);
+    e1 = _mm512_permutex2var_ps(q2, ie, q3);
+    o1 = _mm512_permutex2var_ps(q2, io, q3);
+}
+
+// out (64, natural order) += accumulators in the (even ; odd) order of split32
+inline void add_unsplit(float* out, __m512 e0, __m512 o0, __m512 e1, __m512 o1) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), _mm512_permutex2var_ps(e0, lo, o0)));
+    _mm512_storeu_ps(out + 16, _mm512_add_ps(_mm512_loadu_ps(out + 16), _mm512_permutex2var_ps(e0, hi, o0)));
+    _mm512_storeu_ps(out + 32, _mm512_add_ps(_mm512_loadu_ps(out + 32), _mm512_permutex2var_ps(e1, lo, o1)));
+    _mm512_storeu_ps(out + 48, _mm512_add_ps(_mm512_loadu_ps(out + 48), _mm512_permutex2var_ps(e1, hi, o1)));
+}
+
+// s[j] = scale * <q, k_j> for n bf16 rows of 64
+inline void scores64_bf16(const float* q, const BF16* k, int64_t n, float scale, float* s) {
+    __m512 qe0, qo0, qe1, qo1;
+    split_query(q, qe0, qo0, qe1, qo1);
     auto row = [&](const BF16* r) {
         __m512 e0, o0, e1, o1;
         split32(r, e0, o0);
@@ -195,17 +213,8 @@ inline void weighted_sum64_bf16(const float* p, const BF16* v, int64_t n, float*
         ae1 = _mm512_fmadd_ps(pa, e1, ae1);
         ao1 = _mm512_fmadd_ps(pa, o1, ao1);
     }
-    ae0 = _mm512_add_ps(ae0, be0);
-    ao0 = _mm512_add_ps(ao0, bo0);
-    ae1 = _mm512_add_ps(ae1, be1);
-    ao1 = _mm512_add_ps(ao1, bo1);
-    // back to natural order: out[2i] = even[i], out[2i+1] = odd[i]
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), _mm512_permutex2var_ps(ae0, lo, ao0)));
-    _mm512_storeu_ps(out + 16, _mm512_add_ps(_mm512_loadu_ps(out + 16), _mm512_permutex2var_ps(ae0, hi, ao0)));
-    _mm512_storeu_ps(out + 32, _mm512_add_ps(_mm512_loadu_ps(out + 32), _mm512_permutex2var_ps(ae1, lo, ao1)));
-    _mm512_storeu_ps(out + 48, _mm512_add_ps(_mm512_loadu_ps(out + 48), _mm512_permutex2var_ps(ae1, hi, ao1)));
+    add_unsplit(out, _mm512_add_ps(ae0, be0), _mm512_add_ps(ao0, bo0), _mm512_add_ps(ae1, be1),
+                _mm512_add_ps(ao1, bo1));
 }
 #endif
 
@@ -281,20 +290,11 @@ inline void weighted_sum(const float* p, const T* v, int64_t n, int64_t hs, floa
 
 #ifdef __AVX512F__
 // The shared prefix for 4 queries at once (bf16, head size 64): each prefix row is loaded and converted
-// once for the 4. Scores: s[r * ld + j] = scale * <q_r, k_j>; values: out_r += sum_j p[r * ld + j] v_j.
-inline void prefix4_bf16(const float* const q[4], const BF16* k, const BF16* v, int64_t n, float scale,
-                         float* s, int64_t ld, float* const out[4]) {
-    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+// once for the 4. Scores: s[r * ld + j] = scale * <q_r, k_j>.
+inline void prefix4_scores_bf16(const float* const q[4], const BF16* k, int64_t n, float scale, float* s,
+                                int64_t ld) {
     __m512 qe0[4], qo0[4], qe1[4], qo1[4];
-    for (int r = 0; r < 4; ++r) {
-        const __m512 a = _mm512_loadu_ps(q[r]), b = _mm512_loadu_ps(q[r] + 16), c = _mm512_loadu_ps(q[r] + 32),
-                     d = _mm512_loadu_ps(q[r] + 48);
-        qe0[r] = _mm512_permutex2var_ps(a, ie, b);
-        qo0[r] = _mm512_permutex2var_ps(a, io, b);
-        qe1[r] = _mm512_permutex2var_ps(c, ie, d);
-        qo1[r] = _mm512_permutex2var_ps(c, io, d);
-    }
+    for (int r = 0; r < 4; ++r) split_query(q[r], qe0[r], qo0[r], qe1[r], qo1[r]);
     alignas(16) float t[4];
     for (int64_t j = 0; j < n; ++j) {
         __m512 e0, o0, e1, o1;
@@ -307,10 +307,9 @@ inline void prefix4_bf16(const float* const q[4], const BF16* k, const BF16* v, 
         _mm_store_ps(t, _mm_mul_ps(_mm_set1_ps(scale), hsum4(acc[0], acc[1], acc[2], acc[3])));
         for (int r = 0; r < 4; ++r) s[r * ld + j] = t[r];
     }
-    return;
-    (void)v; (void)out;
 }
 
+// Values of the shared prefix for 4 queries: out_r += sum_j p[r * ld + j] v_j.
 inline void prefix4_values_bf16(const float* p, int64_t ld, const BF16* v, int64_t n, float* const out[4]) {
     __m512 ae0[4], ao0[4], ae1[4], ao1[4];
     for (int r = 0; r < 4; ++r) ae0[r] = ao0[r] = ae1[r] = ao1[r] = _mm512_setzero_ps();
@@ -326,15 +325,7 @@ inline void prefix4_values_bf16(const float* p, int64_t ld, const BF16* v, int64
             ao1[r] = _mm512_fmadd_ps(pr, o1, ao1[r]);
         }
     }
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (int r = 0; r < 4; ++r) {
-        float* o = out[r];
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(ae0[r], lo, ao0[r])));
-        _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(ae0[r], hi, ao0[r])));
-        _mm512_storeu_ps(o + 32, _mm512_add_ps(_mm512_loadu_ps(o + 32), _mm512_permutex2var_ps(ae1[r], lo, ao1[r])));
-        _mm512_storeu_ps(o + 48, _mm512_add_ps(_mm512_loadu_ps(o + 48), _mm512_permutex2var_ps(ae1[r], hi, ao1[r])));
-    }
+    for (int r = 0; r < 4; ++r) add_unsplit(out[r], ae0[r], ao0[r], ae1[r], ao1[r]);
 }
 #endif
 
@@ -356,7 +347,7 @@ void attend_group(int64_t group, int64_t hs, const float* const* q, const float*
 #ifdef __AVX512F__
     if constexpr (std::is_same<T, BF16>::value) {
         if (hs == 64 && Lp)
-            for (; r0 + 4 <= group; r0 += 4) prefix4_bf16(q + r0, pkb, pvb, Lp, scale, s + r0 * L, L, out + r0);
+            for (; r0 + 4 <= group; r0 += 4) prefix4_scores_bf16(q + r0, pkb, Lp, scale, s + r0 * L, L);
     }
 #endif
     for (int64_t r = r0; r < group; ++r)
