@@ -89,24 +89,38 @@ def _compile(source: Path, out: Path, cxx: str) -> None:
             os.unlink(tmp)
 
 
-def load_library(name: str, source: Path) -> Optional[ctypes.CDLL]:
-    """Compile (once, cached) and load the C++ file ``source``; None (with one warning) if unavailable."""
+Signatures = dict[str, tuple[Optional[type], list[type]]]
+
+
+def load_library(name: str, source: Path, signatures: Optional[Signatures] = None) -> Optional[ctypes.CDLL]:
+    """Compile (once, cached) and load the C++ file ``source``; None (with one warning) if unavailable.
+
+    signatures: ``{function: (restype, argtypes)}`` set on the loaded functions (ctypes types), so every
+    caller gets the library ready to call, loaded once per process."""
     with _LOCK:
-        if name in _LOADED:
-            return _LOADED[name]
-        lib = None
-        if enabled():
-            cxx = _compiler()
-            if cxx is None:
-                warnings.warn(f'specvqgan.native: no C++ compiler ($CXX or g++): the {name} kernel falls back '
-                              'to pure torch (slower)')
-            else:
-                try:
-                    path = library_path(name, source, cxx)
-                    if not path.exists():
-                        _compile(Path(source), path, cxx)
-                    lib = ctypes.CDLL(str(path))
-                except (OSError, RuntimeError) as e:
-                    warnings.warn(f'specvqgan.native: the {name} kernel is unavailable, using pure torch: {e}')
-        _LOADED[name] = lib
+        if name not in _LOADED:
+            _LOADED[name] = _load(name, source)
+        lib = _LOADED[name]
+        for fn, (restype, argtypes) in (signatures or {}).items():
+            if lib is not None:
+                getattr(lib, fn).restype = restype
+                getattr(lib, fn).argtypes = argtypes
         return lib
+
+
+def _load(name: str, source: Path) -> Optional[ctypes.CDLL]:
+    if not enabled():
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        warnings.warn(f'specvqgan.native: no C++ compiler ($CXX or g++): the {name} kernel falls back '
+                      'to pure torch (slower)')
+        return None
+    try:
+        path = library_path(name, source, cxx)
+        if not path.exists():
+            _compile(Path(source), path, cxx)
+        return ctypes.CDLL(str(path))
+    except (OSError, RuntimeError) as e:
+        warnings.warn(f'specvqgan.native: the {name} kernel is unavailable, using pure torch: {e}')
+        return None

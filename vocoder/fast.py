@@ -490,32 +490,22 @@ def _k3_winograd(blk: _Block, p: torch.Tensor, n_tiles: int, lib: ctypes.CDLL | 
 
 
 # ---------------------------------------------------------------------------------------------- int8 GEMMs
-_LIB: list = []
+_i64, _ptr, _f32, _int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+_SIGNATURES = {  # function: (restype, argtypes) of vocoder/csrc/melgan.cpp
+    "quant_block_input": (_int, [_ptr, _i64, _i64, _i64, _i64, _i64, _i64, _int, _f32, _ptr, _ptr, _ptr, _ptr]),
+    "quant_rows": (None, [_ptr, _i64, _ptr, _ptr]),
+    "quant_rows_bf16": (None, [_ptr, _i64, _ptr, _ptr]),
+    "post_conv": (_int, [_ptr, _int, _i64, _i64, _ptr, _i64, _f32, _f32, _ptr]),
+    "lrelu_window": (_int, [_ptr, _int, _i64, _i64, _i64, _i64, _i64, _i64, _int, _i64, _f32, _ptr]),
+    "wino_in": (None, [_ptr, _int, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr]),
+    "wino_out": (None, [_ptr, _ptr, _ptr, _ptr, _int, _i64, _i64, _i64, _f32, _ptr]),
+}
 
 
 def _quant_lib() -> ctypes.CDLL | None:
-    """The C kernels (vocoder/csrc/melgan.cpp, built by specvqgan.native), or None."""
-    if not _LIB:
-        from specvqgan.native import load_library
-        lib = load_library("vocoder_melgan", Path(__file__).parent / "csrc" / "melgan.cpp")
-        if lib is not None:
-            i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-            lib.quant_block_input.argtypes = [ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, f32, ptr, ptr, ptr, ptr]
-            lib.quant_block_input.restype = ctypes.c_int
-            lib.quant_rows.argtypes = [ptr, i64, ptr, ptr]
-            lib.quant_rows.restype = None
-            lib.quant_rows_bf16.argtypes = [ptr, i64, ptr, ptr]
-            lib.quant_rows_bf16.restype = None
-            lib.post_conv.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, i64, f32, f32, ptr]
-            lib.post_conv.restype = ctypes.c_int
-            lib.lrelu_window.argtypes = [ptr, ctypes.c_int, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, f32, ptr]
-            lib.lrelu_window.restype = ctypes.c_int
-            lib.wino_in.argtypes = [ptr, ctypes.c_int, i64, i64, i64, ptr, ptr, ptr, ptr]
-            lib.wino_in.restype = None
-            lib.wino_out.argtypes = [ptr, ptr, ptr, ptr, ctypes.c_int, i64, i64, i64, f32, ptr]
-            lib.wino_out.restype = None
-        _LIB.append(lib)
-    return _LIB[0]
+    """The C kernels (vocoder/csrc/melgan.cpp, built once per process by specvqgan.native), or None."""
+    from specvqgan.native import load_library
+    return load_library("vocoder_melgan", Path(__file__).parent / "csrc" / "melgan.cpp", _SIGNATURES)
 
 
 _HAS_QLINEAR = hasattr(torch.ops.onednn, "qlinear_pointwise") and hasattr(torch.ops.onednn, "qlinear_prepack")

@@ -228,6 +228,7 @@ def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared)
 
 
 _NATIVE_SOURCE = Path(__file__).parent / 'csrc' / 'decode_attention.cpp'
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
 class NativeDecodeAttention:
@@ -236,20 +237,19 @@ class NativeDecodeAttention:
     cached byte once (fp32 accumulation; fp32 or bf16 cache). :meth:`load` returns None where the kernel
     cannot be compiled (callers then use :func:`_decode_attention`)."""
 
+    FUNCTIONS = {torch.float32: 'decode_attention_f32', torch.bfloat16: 'decode_attention_bf16'}
+    # B, nh, hs, qkv, qkv_stride, kc, vc, c_sb, c_sh, own_start, pos, pk, pv, p_sb, p_sh, Lp, group, y, y_stride, scale
+    ARGTYPES = [_I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64,
+                _PTR, _I64, ctypes.c_float]
+
     def __init__(self, lib):
-        i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-        self.fns = {}
-        for dtype, name in ((torch.float32, 'decode_attention_f32'), (torch.bfloat16, 'decode_attention_bf16')):
-            fn = getattr(lib, name)
-            fn.argtypes = [i64, i64, i64, ptr, i64, ptr, ptr, i64, i64, i64, i64, ptr, ptr, i64, i64, i64, i64,
-                           ptr, i64, f32]
-            fn.restype = None
-            self.fns[dtype] = fn
+        self.fns = {dtype: getattr(lib, name) for dtype, name in self.FUNCTIONS.items()}
 
     @classmethod
     def load(cls) -> Optional['NativeDecodeAttention']:
         from specvqgan import native
-        lib = native.load_library('decode_attention', _NATIVE_SOURCE)
+        lib = native.load_library('decode_attention', _NATIVE_SOURCE,
+                                  {name: (None, cls.ARGTYPES) for name in cls.FUNCTIONS.values()})
         return None if lib is None else cls(lib)
 
     def supports(self, cache: KVCache) -> bool:
@@ -278,14 +278,9 @@ class NativeDecodeAttention:
         return y
 
 
-_NATIVE: dict = {}
-
-
 def native_decode_attention() -> Optional[NativeDecodeAttention]:
-    """The process-wide :class:`NativeDecodeAttention` (compiled on first use), or None."""
-    if 'fn' not in _NATIVE:
-        _NATIVE['fn'] = NativeDecodeAttention.load()
-    return _NATIVE['fn']
+    """The :class:`NativeDecodeAttention` (its library compiled on first use, loaded once per process), or None."""
+    return NativeDecodeAttention.load()
 
 
 def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

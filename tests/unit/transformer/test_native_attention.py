@@ -100,7 +100,6 @@ def test_disabled_or_broken_builds_fall_back(monkeypatch, tmp_path, gpt_factory)
     monkeypatch.setenv('SPECVQGAN_NATIVE', '0')
     monkeypatch.setattr(native, '_LOADED', {})
     assert native.load_library('decode_attention', fast_decode._NATIVE_SOURCE) is None
-    monkeypatch.setattr(fast_decode, '_NATIVE', {})
     gpt, c = gpt_factory('feats')
     low = FastGPT(gpt, 'int8')
     assert low._native is None
