@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from specvqgan.checkpoints import HOSTS, RELEASES, Release, RemoteFile, find_release
+from specvqgan.releases import HOSTS, RELEASES, Release, RemoteFile, find_release
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from specvqgan import download as dl
-from specvqgan.checkpoints import HOSTS, RELEASES, find_release
+from specvqgan.releases import HOSTS, RELEASES, find_release
 
 CODEBOOK = "2021-05-19T22-16-54_vggsound_codebook"
 
