@@ -41,7 +41,9 @@ from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+# containers searched for in folders (any ffmpeg reads; an explicitly named file may have any extension)
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
+                    ".mts", ".m2ts", ".3gp", ".ogv", ".gif")
 # Visual feature extractors by CLI name: the toy colour grid and the paper's pretrained networks
 # (section 4; feature_extraction.visual): resnet50, bninception (RGB + flow), rgb_/flow_bninception.
 FEATURES = {"color": ColorGrid, **{name: cls for name, (cls, _) in PRETRAINED.items()}}

@@ -135,19 +135,6 @@ def read_split(path: Path) -> list[str]:
     return read_rows(path) if path.is_file() else []
 
 
-def link_atomic(src: Path, dst: Path) -> None:
-    """``dst`` becomes a hard link to (or, across file systems, a copy of) ``src``, atomically."""
-    from specvqgan.files import atomic_write
-
-    def link(tmp: Path) -> None:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            import shutil
-            shutil.copyfile(src, tmp)
-    atomic_write(dst, link)
-
-
 # ----------------------------------------------------------------------------- the demo
 class Demo:
     def __init__(self, a: argparse.Namespace) -> None:
@@ -208,6 +195,7 @@ class Demo:
         if not run:
             raise StageError(f"train.py wrote no {runs}/*_{stage}/checkpoints/last.ckpt")
         best = sorted((run[-1] / "checkpoints").glob("best-*.ckpt"))
+        from specvqgan.files import link_atomic
         link_atomic(best[-1] if best else run[-1] / "checkpoints" / "last.ckpt", self.models / f"{stage}.ckpt")
 
     # -- generation with the pipeline API

@@ -1,11 +1,17 @@
 """Generate sound for videos with a trained SpecVQGAN transformer (thin CLI over ``specvqgan.pipeline``).
 
-    python scripts/generate.py --video in.mp4 [more.mp4 ...] --transformer logs/<run>/checkpoints/last.ckpt \
+    python scripts/generate.py --model vggsound --download --video in.mp4 --out out/     # the authors' model
+    python scripts/generate.py --video my_videos/ --transformer logs/<run>/checkpoints/last.ckpt \
         [--vocoder CKPT] [--samples 3] [--top-k K] [--temperature T] [--seed S] [--duration D] --out DIR
 
-Writes ``<out>/<video stem>_sample_<k>.{wav,mp4,png,npy}`` and prints each written file. Exit code 2 with
-a one-line message on bad input (checkpoint, options); with several videos a failing video is reported
-(``FAILED <video>: <reason>``), the others are still processed, and the exit code is 2.
+``--model`` takes a release name or alias (``python -m specvqgan.download --list``): its transformer, MelGAN
+and feature-network weights come from the download cache; ``--download`` fetches what is missing (nothing
+is downloaded without it: the error prints the download command, exit code 2). ``--video`` takes files and
+folders (searched recursively; one model load for all). Writes ``<out>/[<sub-folder>/]<video stem>_sample_<k>
+.{wav,mp4,png,npy}``, prints each written file, shows a progress bar over the videos on a terminal and
+ends with the list of failed videos (exit code 2 if any; the others are still processed). Exit code 2 with a
+one-line message on bad input (checkpoint, options). ``--av-benchmark DIR`` also writes the folders
+av-benchmark pairs by name (:mod:`specvqgan.av_benchmark`).
 """
 from __future__ import annotations
 
@@ -19,9 +25,16 @@ from pathlib import Path
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--video", nargs="+", required=True, help="input video file(s)")
-    p.add_argument("--transformer", required=True, help="transformer checkpoint (train.py .ckpt or exported)")
-    p.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    p.add_argument("--video", nargs="+", required=True, help="input video file(s) and/or folder(s) (recursive)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--transformer", help="transformer checkpoint (train.py .ckpt or exported)")
+    which.add_argument("--model", help="the authors' release name or alias, e.g. vggsound (python -m "
+                                       "specvqgan.download --list); brings its MelGAN and feature weights")
+    p.add_argument("--download", action="store_true", help="with --model: fetch missing files into the cache")
+    p.add_argument("--cache-dir", default=None, help="download cache (default: $SPECVQGAN_CACHE or "
+                                                     "~/.cache/specvqgan)")
+    p.add_argument("--base-url", default=None, help="download mirror (python -m specvqgan.download --base-url)")
+    p.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim; --model: its MelGAN)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--samples", type=int, default=3, help="soundtracks per video")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
@@ -48,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--omp-wait-policy", default="default", choices=("default", "passive", "active"),
                    help="OpenMP idle threads: libgomp's default (fastest on a quiet machine) or passive (a CPU "
                         "shared with other busy processes, where spinning threads starve the small ops)")
+    p.add_argument("--av-benchmark", default=None, metavar="DIR",
+                   help="also write av-benchmark folders: DIR/{gt_audio,pred_audio/sample_<k>,video/sample_<k>}")
+    p.add_argument("--audio-format", default="flac", choices=("wav", "flac"), help="--av-benchmark audio files")
     p.add_argument("-v", "--verbose", action="store_true", help="log timings and details")
     args = p.parse_args(argv)
     if args.samples < 1:
@@ -56,14 +72,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--temperature must be > 0, got {args.temperature}")
     if args.duration is not None and args.duration <= 0:
         p.error(f"--duration must be > 0, got {args.duration}")
-    stems = {}
-    for video in args.video:
-        stems.setdefault(Path(video).stem, []).append(video)
-    clash = [v for v in stems.values() if len(v) > 1]
-    if clash:
-        p.error(f"videos {', '.join(clash[0])} have the same name: their outputs <out>/<name>_sample_<k>.* "
-                f"would overwrite each other; rename one or run them with different --out")
+    if args.download and not args.model:
+        p.error("--download needs --model (a release name); a --transformer path is never downloaded")
     return args
+
+
+def load_pipeline(args):
+    """The VideoToSound of ``--transformer`` or ``--model`` (MissingRelease etc. propagate)."""
+    from specvqgan.pipeline import VideoToSound
+
+    common = dict(device=args.device, precision=args.precision, feature=args.feature)
+    if args.model:
+        from specvqgan.pretrained import resolve_model
+
+        found = resolve_model(args.model, args.cache_dir, download=args.download, base_url=args.base_url)
+        args.random_features = args.random_features or found.random_features
+        return VideoToSound.from_checkpoints(
+            found.transformer, args.vocoder or found.vocoder, feature_weights=args.feature_weights or
+            found.feature_weights, random_feature_weights=found.random_features, **common)
+    return VideoToSound.from_checkpoints(args.transformer, args.vocoder, feature_weights=args.feature_weights,
+                                         **common)
 
 
 def main(argv=None) -> int:
@@ -71,34 +99,48 @@ def main(argv=None) -> int:
     if args.omp_wait_policy != "default":  # before torch starts OpenMP (no effect once torch is imported)
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from tqdm import tqdm
+
     from feature_extraction.media import MediaError
     from specvqgan.config import ConfigError
-    from specvqgan.pipeline import VideoToSound, output_paths
+    from specvqgan.download import DownloadError
+    from specvqgan.pipeline import output_paths
+    from specvqgan.pretrained import MissingRelease
+    from specvqgan.video_files import list_videos
 
     bad_input = (MediaError, ConfigError, FileNotFoundError, ValueError)
     try:
-        pipe = VideoToSound.from_checkpoints(
-            args.transformer, args.vocoder, device=args.device, precision=args.precision,
-            feature_weights=args.feature_weights, feature=args.feature)
-    except bad_input as err:
+        items = list_videos(args.video)
+        pipe = load_pipeline(args)
+    except MissingRelease as err:
+        print(f"error: {err}\nto download: {err.command}", file=sys.stderr)
+        return 2
+    except KeyError as err:  # unknown release name
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+    except (*bad_input, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    failed = 0
-    for video in args.video:
-        wanted = [q for k in range(args.samples) for q in output_paths(video, args.out, k)
+    failed = []
+    bar = tqdm(items, desc="videos", unit="video", disable=True if len(items) < 2 else None, file=sys.stderr)
+    for item in bar:
+        video, out = item.video, Path(args.out) / item.subdir
+        wanted = [q for k in range(args.samples) for q in output_paths(video, out, k)
                   if not (args.no_mp4 and q.suffix == ".mp4")]
         if args.skip_existing and all(q.is_file() for q in wanted):
             print(f"# {video}: skipped (outputs exist)")
             continue
         try:
-            res = pipe.generate(video, args.out, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
+            res = pipe.generate(video, out, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
                                 temperature=args.temperature, seed=args.seed, duration=args.duration,
                                 random_features=args.random_features, class_id=args.class_id,
                                 progress=args.progress, write_mp4=not args.no_mp4)
+            if args.av_benchmark:
+                export_sample(args, item, res)
         except bad_input as err:
-            failed += 1
             msg = str(err) if str(video) in str(err) else f"{video}: {err}"
-            print(f"FAILED {msg}", file=sys.stderr)
+            failed.append(msg)
+            bar.write(f"FAILED {msg}", file=sys.stderr)
             continue
         for paths in zip(res.wav_paths, res.mel_paths, res.png_paths, *([res.mp4_paths] if res.mp4_paths else [])):
             for path in paths:
@@ -106,9 +148,21 @@ def main(argv=None) -> int:
         print(f"# {video}: {len(res.wav_paths)} sample(s) of {res.duration:.2f} s "
               f"({', '.join(f'{k} {v:.1f} s' for k, v in res.seconds.items())})")
     if failed:
-        print(f"error: {failed} of {len(args.video)} video(s) failed", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(items)} video(s) failed:", file=sys.stderr)
+        for msg in failed:
+            print(f"  {msg}", file=sys.stderr)
         return 2
     return 0
+
+
+def export_sample(args, item, res) -> None:
+    """av-benchmark copies of one video's samples (:mod:`specvqgan.av_benchmark`)."""
+    from specvqgan.av_benchmark import write_sample
+
+    for k, wav in enumerate(res.wavs):
+        muxed = res.mp4_paths[k] if res.mp4_paths else None
+        write_sample(args.av_benchmark, item.name, k, wav, item.video, fmt=args.audio_format, muxed=muxed,
+                     loop_video=True)  # a video shorter than the sound repeats (as in the pipeline's mp4)
 
 
 if __name__ == "__main__":

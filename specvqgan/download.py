@@ -265,6 +265,7 @@ def download(name: str, cache_dir: Optional[Path] = None, *, base_url: Optional[
         dest.unlink(missing_ok=True)  # a failed fetch must leave nothing under the final name
         digest = fetch(url, dest, remote.md5, timeout=timeout, retries=retries, progress=progress)
         fetched += 1
+        _check_sha256_prefix(dest, remote, url)
         if remote.md5 is None:
             dest.with_name(dest.name + ".md5").write_text(f"{digest}  {dest.name}\n")
             log.warning("%s has no published md5; recorded the downloaded file's md5 %s", url, digest)
@@ -272,14 +273,31 @@ def download(name: str, cache_dir: Optional[Path] = None, *, base_url: Optional[
     return cache / release.use
 
 
+def _check_sha256_prefix(dest: Path, remote: RemoteFile, url: str) -> None:
+    """Model-zoo files name the prefix of their sha256: a mismatch removes the file (DownloadError)."""
+    if not remote.sha256_prefix:
+        return
+    h = hashlib.sha256()
+    with open(dest, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    if not h.hexdigest().startswith(remote.sha256_prefix):
+        dest.unlink()
+        raise DownloadError(f"sha256 mismatch for {url}: got {h.hexdigest()[:16]}..., the file name says "
+                            f"{remote.sha256_prefix}; removed {dest}")
+
+
 def _list(cache: Path) -> str:
-    rows = [f"{'name':42s} {'kind':11s} {'md5':9s} {'cached':6s} description"]
+    """The registry as a table: name, alias, kind, the paper's FID / MKL (README; blank: none), cached."""
+    rows = [f"{'name':42s} {'alias':32s} {'kind':11s} {'FID':>5s} {'MKL':>5s} {'md5':9s} {'cached':6s} description"]
     for rel in RELEASES:
         md5 = "published" if all(f.md5 for f in rel.files) else "none"
         cached = "yes" if is_present(rel, cache) else "-"
-        alias = f" (alias: {', '.join(rel.aliases)})" if rel.aliases else ""
-        rows.append(f"{rel.name:42s} {rel.kind:11s} {md5:9s} {cached:6s} {rel.description}{alias}")
-    return "\n".join(rows) + f"\ncache: {cache}"
+        fid, mkl = (f"{v:5.1f}" if v is not None else f"{'':5s}" for v in (rel.fid, rel.mkl))
+        rows.append(f"{rel.name:42s} {', '.join(rel.aliases) or '-':32s} {rel.kind:11s} {fid} {mkl} {md5:9s} "
+                    f"{cached:6s} {rel.description}")
+    return "\n".join(rows) + (f"\nFID / MKL: the paper's (reference README tables; codebooks: reconstructions)."
+                              f"\ncache: {cache}")
 
 
 def main(argv=None) -> int:

@@ -18,3 +18,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def link_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``dst`` becomes a hard link to (or, across file systems, a copy of) ``src``, atomically."""
+    import shutil
+
+    def link(tmp: Path) -> None:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+    atomic_write(dst, link)

@@ -137,6 +137,20 @@ class VideoToSound:
                    feature_weights=None if feature_weights is None else str(feature_weights),
                    random_feature_weights=random_feature_weights, checkpoint=str(transformer))
 
+    @classmethod
+    def from_pretrained(cls, name: str, *, download: bool = False, cache_dir: str | Path | None = None,
+                        base_url: Optional[str] = None, **kwargs) -> "VideoToSound":
+        """The authors' transformer release ``name`` (or alias, e.g. ``"vggsound"``; ``python -m
+        specvqgan.download --list``) with its MelGAN and feature network from the download cache
+        (:func:`specvqgan.pretrained.resolve_model`; ``download=True`` fetches what is missing, otherwise a
+        missing file raises ``MissingRelease`` naming the download command). kwargs: as :meth:`from_checkpoints`.
+        A model trained on random features (the paper's "no feats" rows) needs ``generate(random_features=True)``."""
+        from specvqgan.pretrained import resolve_model
+
+        found = resolve_model(name, cache_dir, download=download, base_url=base_url)
+        return cls.from_checkpoints(found.transformer, found.vocoder, feature_weights=found.feature_weights,
+                                    random_feature_weights=found.random_features, **kwargs)
+
     # ------------------------------------------------------------------ features and conditions
     def video_features(self, video: str | Path, duration: float, info=None) -> np.ndarray:
         """Visual features of ``video`` for ``duration`` seconds (looped past its end) -> (round(21.5 *

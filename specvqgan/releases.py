@@ -8,7 +8,14 @@ MelGAN training state), in which case the downloader records the md5 it computed
 FID / MKL are the README's numbers (paper Tables 1-3); nothing here was measured by this project.
 
 Hosts: ``a3s`` is the authors' object store, ``github`` the reference repository (MelGAN lives in git
-under ``vocoder/logs/vggsound``). A mirror (``--base-url``) serves every file at ``<base>/<path>``.
+under ``vocoder/logs/vggsound``), ``torchvision`` / ``tsn`` the model zoos of the ImageNet feature networks
+the reference's features came from. A mirror (``--base-url``) serves every file at ``<base>/<path>``.
+
+Feature networks: the reference environment pins torchvision 0.9.1, whose ``resnet50(pretrained=True)``
+loads ``resnet50-19c8e357.pth`` (re-serialized as ``resnet50-0676ba61.pth`` with unchanged weights from
+torchvision 0.10, pytorch/vision#3620); the BN-Inception features follow RegNet / tsn-pytorch, whose model
+zoo file is ``bn_inception-9f5701afb96c8044.pth``. Neither zoo publishes an md5: the hex in the file name
+is the prefix of its sha256 (PyTorch's model-zoo convention), checked after download (``sha256_prefix``).
 """
 from __future__ import annotations
 
@@ -18,19 +25,23 @@ from typing import Dict, Optional, Tuple
 HOSTS: Dict[str, str] = {
     "a3s": "https://a3s.fi/swift/v1/AUTH_a235c0f452d648828f745589cde1219a/specvqgan_public",
     "github": "https://github.com/v-iashin/SpecVQGAN/raw/main",
+    "torchvision": "https://download.pytorch.org/models",
+    "tsn": "https://yjxiong.blob.core.windows.net/models",
 }
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a release: ``path`` on the host, its published ``md5`` (or None), where it goes in the cache
-    (``dest``, relative to the cache dir) and whether it is a ``.tar.gz`` to unpack (``archive``)."""
+    (``dest``, relative to the cache dir), whether it is a ``.tar.gz`` to unpack (``archive``) and the sha256
+    prefix its file name carries (``sha256_prefix``, model-zoo files), checked after download."""
 
     path: str
     md5: Optional[str]
     dest: str
     host: str = "a3s"
     archive: bool = False
+    sha256_prefix: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,10 @@ class Release:
     fid: Optional[float] = None
     mkl: Optional[float] = None
     aliases: Tuple[str, ...] = field(default=())
+    requires: Tuple[str, ...] = field(default=())  # releases it runs with: vocoder, feature network
+    codebook: Optional[str] = None  # transformers: the codebook release (its weights are inside the .ckpt)
+    feature: Optional[str] = None  # visual feature the model takes (feature_extraction name), None: none
+    condition: str = ""  # transformers: "features" | "noise" (trained on random features) | "class"
 
 
 _CODEBOOK_LOADER = "python -m specvqgan.codec encode in.wav codes.npz --ckpt {path}"
@@ -65,8 +80,34 @@ def _codebook(name, md5, description, fid, mkl, alias) -> Release:
                   fid, mkl, (alias,))
 
 
+_CODEBOOKS = {"vggsound": "2021-05-19T22-16-54_vggsound_codebook", "vas": "2021-06-06T19-42-53_vas_codebook"}
+_FEATURE_WEIGHTS = {"bninception": "bninception_imagenet", "resnet50": "resnet50_imagenet"}
+
+
 def _transformer(name, md5, description, fid, mkl) -> Release:
-    return _model(name, md5, "transformer", description, name, _TRANSFORMER_LOADER, fid, mkl)
+    """A transformer row: its short alias (``vggsound_resnet50_5``, ``vas_vggsoundcb_bninception_212``,
+    ``vas_class``, ...), codebook, vocoder and feature network follow from the README's description. The
+    codebook's weights travel inside the transformer checkpoint (``first_stage_model.*``), so only the MelGAN
+    the paper evaluated with (VGGSound's, for every model) and the feature network are ``requires``."""
+    group, setting = description[1], description.split(", ")[-1].lower()
+    dataset = {"a": "vggsound", "b": "vas_vggsoundcb", "c": "vas"}[group]
+    codebook = _CODEBOOKS["vas" if group == "c" else "vggsound"]
+    feature, condition = None, {"no feats": "noise", "class label": "class"}.get(setting, "features")
+    if condition == "features":
+        count, _, net = setting.split(" ")
+        feature = net.replace("-", "")
+        alias = f"{dataset}_{feature}_{count}"
+    else:
+        alias = f"{dataset}_{'nofeats' if condition == 'noise' else 'class'}"
+    aliases = (alias, "vggsound") if name == DEMO_TRANSFORMER else (alias,)
+    requires = ("melgan_vggsound",) + ((_FEATURE_WEIGHTS[feature],) if feature else ())
+    rel = _model(name, md5, "transformer", description, name, _TRANSFORMER_LOADER, fid, mkl, aliases)
+    return Release(**{**rel.__dict__, "requires": requires, "feature": feature, "condition": condition,
+                      "codebook": codebook})
+
+
+# the model of the reference's demo (feature_extraction/demo_utils.py, SpecVQGAN_Demo.ipynb): alias "vggsound"
+DEMO_TRANSFORMER = "2021-07-30T21-34-25_vggsound_transformer"
 
 
 # (a) trained on VGGSound with the VGGSound codebook; (b) on VAS with the VGGSound codebook;
@@ -126,6 +167,20 @@ RELEASES: Tuple[Release, ...] = (
             "vggishish/vggishish16.pt",
             "lossconfig perceptual_ckpt={path} perceptual_stats={cache}/vggishish/" + _VGGISHISH_STATS,
             size="1.54 GB", aliases=("vggishish",)),
+    Release("resnet50_imagenet", "features",
+            "torchvision ResNet-50 ImageNet weights (torchvision 0.9.1, as the reference) for resnet50 features",
+            (RemoteFile("resnet50-19c8e357.pth", None, "features/resnet50-19c8e357.pth", host="torchvision",
+                        sha256_prefix="19c8e357"),),
+            "features/resnet50-19c8e357.pth",
+            "python -m feature_extraction --feature resnet50 --weights {path} / generate.py --feature-weights {path}",
+            size="0.10 GB", aliases=("resnet50",)),
+    Release("bninception_imagenet", "features",
+            "TSN BN-Inception ImageNet weights (RegNet's RGB + flow features, the paper's default condition)",
+            (RemoteFile("bn_inception-9f5701afb96c8044.pth", None, "features/bn_inception-9f5701afb96c8044.pth",
+                        host="tsn", sha256_prefix="9f5701afb96c8044"),),
+            "features/bn_inception-9f5701afb96c8044.pth",
+            "python -m feature_extraction --feature bninception --weights {path} / generate.py --feature-weights "
+            "{path}", aliases=("bninception",)),
     Release("lpaps", "lpaps", "LPAPS weights (listed only in an early reference util.py URL_MAP; may be gone)",
             (RemoteFile("lpaps.pt", "f8d4e7dba2b870222fe2bee26f85e7c9", "lpaps/lpaps.pt"),),
             "lpaps/lpaps.pt", "lossconfig perceptual_ckpt={path}"),

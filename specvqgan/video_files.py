@@ -1,0 +1,53 @@
+"""Videos named on a command line: files, or folders searched recursively (any container in
+``feature_extraction.extract.VIDEO_EXTENSIONS``), each with the sub-folder its outputs mirror.
+
+    for item in list_videos(["clip.mp4", "my_videos/"]):
+        item.video, item.subdir, item.name     # my_videos/dog/a.mkv, Path("dog"), "dog__a"
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One input video. ``subdir``: its folder relative to the folder argument it was found under (empty for
+    a file argument), mirrored under the output folder. ``name``: a flat unique name (``<subdir parts>__<stem>``)
+    for flat output folders such as av-benchmark's."""
+
+    video: Path
+    subdir: Path
+
+    @property
+    def name(self) -> str:
+        return "__".join([*self.subdir.parts, self.video.stem])
+
+
+def list_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
+    """Files as given, folders expanded recursively (sorted). Raises FileNotFoundError naming a missing
+    path or a folder without videos, ValueError naming two inputs whose outputs would collide."""
+    from feature_extraction.extract import VIDEO_EXTENSIONS, find_videos
+
+    items: list[VideoItem] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = find_videos(path)
+            if not found:
+                raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {path}")
+            items += [VideoItem(v, v.parent.relative_to(path)) for v in found]
+        elif path.is_file():
+            items.append(VideoItem(path, Path()))
+        else:
+            raise FileNotFoundError(f"video not found: {path}")
+    seen: dict[str, Path] = {}
+    for item in items:
+        key = item.name
+        if key in seen and seen[key].resolve() != item.video.resolve():
+            raise ValueError(f"videos {seen[key]} and {item.video} have the same name {key!r}: their outputs "
+                             f"would overwrite each other; rename one or run them with different --out")
+        seen[key] = item.video
+    unique = {item.video.resolve(): item for item in items}  # a file named twice is done once
+    return list(unique.values())
