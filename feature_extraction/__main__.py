@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-clip-duration", type=float, default=1.0,
                    help="report (do not loop) sources shorter than this many seconds (default: 1)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="pad truncated streams (more than 2 frames or 0.1 s of audio missing) with a warning "
+                        "instead of reporting the video as failed")
     p.add_argument("--overwrite", action="store_true", help="recompute videos whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any video failed")
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ExtractConfig(duration=a.duration, feature=a.feature, min_clip_duration=a.min_clip_duration,
                             overwrite=a.overwrite, weights=a.weights, random_weights=a.random_weights,
                             batch_size=a.batch_size, flow_method=a.flow_method, flow_weights=a.flow_weights,
-                            device=a.device)
+                            device=a.device, allow_truncated=a.allow_truncated)
         if a.video_list is None and not find_videos(a.videos):
             print(f"error: no videos ({', '.join(VIDEO_EXTENSIONS)}) under {a.videos}", file=sys.stderr)
             return 2

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feature_extraction.media import MediaError, MediaInfo, probe, read_audio, read_frames
+from feature_extraction.media import VIDEO_EXTENSIONS, MediaError, MediaInfo, iter_frames, probe, read_audio
 from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
@@ -41,9 +41,6 @@ from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
 
-# containers searched for in folders (any ffmpeg reads; an explicitly named file may have any extension)
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
-                    ".mts", ".m2ts", ".3gp", ".ogv", ".gif")
 # Visual feature extractors by CLI name: the toy colour grid and the paper's pretrained networks
 # (section 4; feature_extraction.visual): resnet50, bninception (RGB + flow), rgb_/flow_bninception.
 FEATURES = {"color": ColorGrid, **{name: cls for name, (cls, _) in PRETRAINED.items()}}
@@ -66,6 +63,8 @@ class ExtractConfig:
         flow_method: optical flow for BN-Inception flow: "tvl1" (reference) or "farneback" (fast).
         flow_weights: weights of the BN-Inception flow stream (default: ``weights``).
         device: torch device of the pretrained networks.
+        allow_truncated: pad a truncated stream (more than 2 frames / 0.1 s of audio missing) with a
+            warning instead of failing the video.
     """
 
     duration: float = 2.0
@@ -78,6 +77,7 @@ class ExtractConfig:
     flow_method: str = "tvl1"
     flow_weights: str | None = None
     device: str = "cpu"
+    allow_truncated: bool = False
 
     def __post_init__(self):
         if self.feature not in FEATURES:
@@ -153,7 +153,15 @@ def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None
                          f"{cfg.min_clip_duration:g} s)")
     ex = cfg.extractor
     size = ex.frame_size_for(info.width, info.height) if hasattr(ex, "frame_size_for") else ex.frame_size
-    feats = ex(read_frames(video, cfg.duration, FEAT_FPS, size, loop=True))
+    chunks = iter_frames(video, cfg.duration, FEAT_FPS, size, loop=True, info=info,
+                         chunk=max(1, 64 // cfg.batch_size) * cfg.batch_size,
+                         max_aspect=getattr(ex, "max_aspect", None), allow_truncated=cfg.allow_truncated)
+    if hasattr(ex, "stream"):
+        feats = ex.stream(chunks)
+    else:
+        parts = [ex(c) for c in chunks]
+        feats = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if isinstance(parts[0], dict)
+                 else np.concatenate(parts))
     if not isinstance(feats, dict):
         feats = {feature_outputs(ex)[0][0]: feats}
     return {f"feature_{name}": f for name, f in feats.items()}
@@ -169,7 +177,8 @@ def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarra
     if not info.has_audio:
         raise MediaError(f"{video}: no audio stream")
     feats = extract_visual(video, cfg, info)
-    wav = read_audio(video, cfg.duration, SR, loop=True)                       # (L,) float32
+    wav = read_audio(video, cfg.duration, SR, loop=True, info=info,
+                     allow_truncated=cfg.allow_truncated)                  # (L,) float32
     pcm = np.round(wav * 32768.0).clip(-32768, 32767).astype(np.int16)      # exact: wav came from s16
     return {"wav": pcm, "mel": wav_to_mel(wav, SR, n_frames=mel_frames(cfg.duration)), **feats}
 

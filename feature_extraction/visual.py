@@ -92,6 +92,7 @@ class ResNet50Features(_Pretrained):
 
     name = "resnet50"
     outputs = (("resnet50", 2048),)
+    max_aspect = 4.0    # wider/taller sources are centre-cropped to 4:1 by ffmpeg (the 224 crop is inside)
 
     def __init__(self, weights=None, batch_size: int = 32, device: str = "cpu", seed: int = 0,
                  resize: int = 256, crop: int = 224):
@@ -101,9 +102,13 @@ class ResNet50Features(_Pretrained):
         self.resize, self.crop = resize, crop
 
     def frame_size_for(self, width: int | None, height: int | None) -> tuple[int, int]:
-        """torchvision ``Resize(resize)``: shorter side -> ``resize``, longer -> int(resize * long / short)."""
+        """torchvision ``Resize(resize)``: shorter side -> ``resize``, longer -> int(resize * long / short),
+        the ratio capped at :attr:`max_aspect` (the frames are then centre-cropped to it while decoding)."""
         if not width or not height:
             return self.resize, self.resize
+        if max(width, height) > self.max_aspect * min(width, height):
+            long = int(self.resize * self.max_aspect)
+            return (long, self.resize) if width <= height else (self.resize, long)
         if width <= height:
             return int(self.resize * height / width), self.resize
         return self.resize, int(self.resize * width / height)
@@ -164,7 +169,9 @@ class BNInceptionFeatures(_Pretrained):
         """(B, H, W, 2) uint8 flow images -> (B, 2, size, size) minus 128."""
         return resize_uint8(flows.permute(0, 3, 1, 2).float(), (self.size, self.size)) - FLOW_MEAN
 
-    def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, frames: np.ndarray, prev: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB -> {stream: (N, 1024) float32}; ``prev`` (H, W, 3): the frame before
+        ``frames`` (a chunk of a longer video), whose motion to ``frames[0]`` gives its flow row."""
         frames = self._check(frames, 3, "BNInceptionFeatures")
         out = {}
         if "rgb" in self.streams:
@@ -172,9 +179,20 @@ class BNInceptionFeatures(_Pretrained):
             out["rgb_bninception"] = self._run(net, self._batches(frames, self.preprocess_rgb))
         if "flow" in self.streams:
             net = self._net("flow_bninception", lambda: load_bninception(self.flow_weights, 2, seed=self.seed))
-            flows = flow_images(frames, self.flow_method)
+            flows = (flow_images(frames, self.flow_method) if prev is None else
+                     flow_images(np.concatenate([prev[None], frames]), self.flow_method)[1:])
             out["flow_bninception"] = self._run(net, self._batches(flows, self.preprocess_flow))
         return out
+
+    def stream(self, chunks) -> dict[str, np.ndarray]:
+        """Features of a video given as consecutive (n, H, W, 3) frame chunks
+        (:func:`feature_extraction.media.iter_frames`): equal to one call on all frames, with one chunk
+        in memory at a time."""
+        parts, prev = [], None
+        for frames in chunks:
+            parts.append(self(frames, prev))
+            prev = frames[-1]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 # CLI name -> (class, fixed keyword arguments). Folder names: feature_<output name>_dim<D>_21.5fps.

@@ -299,9 +299,9 @@ def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bo
     """``out`` (.mp4) = the first video stream of ``video`` (copied; re-encoded to H.264 if the mp4
     container refuses its codec) + ``wav`` as AAC, ``duration`` seconds long. ``loop_video``: repeat
     the video when the sound is longer than it."""
-    from feature_extraction.media import MediaError, run_ffmpeg
+    from feature_extraction.media import MediaError, input_args, run_ffmpeg
 
-    src = (["-stream_loop", "-1"] if loop_video else []) + ["-i", str(video), "-i", str(wav)]
+    src = [*input_args(video, loop_video), "-i", str(Path(wav).resolve())]
     tail = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-t", f"{duration:.6f}",
             "-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
     try:

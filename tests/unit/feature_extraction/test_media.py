@@ -63,7 +63,9 @@ def test_loop_repeats_short_clip_to_duration(tmp_path):
     wav[int(0.3 * SR):int(0.4 * SR)] = _tone(800, 0.1)
     path = tmp_path / "short.mp4"
     write_mp4(path, _frames(30), 25, wav, SR)
-    no_loop = read_audio(path, 2.0, SR, loop=False)
+    with pytest.raises(MediaError, match="short.mp4: the audio stream ended early: 26460 of 44100 samples"):
+        read_audio(path, 2.0, SR, loop=False)               # never padded silently
+    no_loop = read_audio(path, 2.0, SR, loop=False, allow_truncated=True)
     looped = read_audio(path, 2.0, SR, loop=True)
     assert no_loop.shape == looped.shape == (44100,)
     second = slice(int(1.55 * SR), int(1.6 * SR))     # the burst again, one loop (1.2 s) later
