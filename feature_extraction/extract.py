@@ -36,6 +36,7 @@ from feature_extraction.media import VIDEO_EXTENSIONS, MediaError, MediaInfo, it
 from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
+from specvqgan.checks import NonFiniteError, require_finite
 from specvqgan.files import atomic_write
 from specvqgan.shapes import FEAT_FPS, mel_frames
 
@@ -143,7 +144,7 @@ def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None
     not read (a video without sound works) -> {'feature_<name>': (round(21.5 * duration), D) float32}.
 
     Raises:
-        MediaError: naming the file and the reason it cannot be used.
+        MediaError: naming the file and the reason it cannot be used; NonFiniteError: NaN / Inf features.
     """
     info = probe(video) if info is None else info
     if not info.has_video:
@@ -164,7 +165,7 @@ def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None
                  else np.concatenate(parts))
     if not isinstance(feats, dict):
         feats = {feature_outputs(ex)[0][0]: feats}
-    return {f"feature_{name}": f for name, f in feats.items()}
+    return {f"feature_{name}": require_finite(f, str(video), f"{name} feature values") for name, f in feats.items()}
 
 
 def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarray]:
@@ -191,7 +192,7 @@ def extract_video(video: str | Path, out_dir: str | Path, cfg: ExtractConfig) ->
         return Result(str(video), "skipped")
     try:
         arrays = extract_arrays(video, cfg)
-    except MediaError as err:
+    except (MediaError, NonFiniteError) as err:
         return Result(str(video), "failed", str(err).removeprefix(f"{video}: "))
     except Exception as err:  # anything unexpected from a decoder: report, keep going
         log.debug("unexpected error on %s", video, exc_info=True)

@@ -154,9 +154,13 @@ def load_audio(path: str | Path, sr: int = SR) -> np.ndarray:
 
 
 def save_audio(path: str | Path, wav: np.ndarray, sr: int = SR) -> None:
-    """Write a mono float waveform as 16-bit PCM wav (clipped to [-1, 1])."""
+    """Write a mono float waveform as 16-bit PCM wav (clipped to [-1, 1]); NaN / Inf raise
+    :class:`specvqgan.checks.NonFiniteError` naming ``path``."""
     import soundfile as sf
 
+    from specvqgan.checks import require_finite
+
+    require_finite(wav, str(path), "waveform samples")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sr, subtype="PCM_16")
 

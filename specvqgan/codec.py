@@ -29,11 +29,22 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from specvqgan.audio import SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
+from specvqgan.audio import HOP, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
+from specvqgan.checks import require_finite
 from specvqgan.config import instantiate_from_config, load_config
 from specvqgan.models.base import model_config_of, read_checkpoint
 
 log = logging.getLogger(__name__)
+
+# What a codes file may declare (larger values are refused before anything is allocated).
+MIN_SR, MAX_SR = 1000, 384_000
+MAX_SECONDS = 3600
+MAX_EMBED = 2 ** 20
+MAX_DOWNSAMPLE = 64          # mel frames per index column
+
+
+class CodesError(ValueError):
+    """A codes file (or :class:`Codes`) is inconsistent or does not fit the codebook; names the file."""
 
 
 @dataclass
@@ -68,17 +79,53 @@ class Codes:
             np.savez(f, indices=self.indices.astype(dtype), n_embed=self.n_embed, sr=self.sr,
                      n_samples=self.n_samples, mel_frames=self.mel_frames)
 
+    def validate(self, where: str = "codes") -> "Codes":
+        """Check that the fields agree (raises :class:`CodesError` ``"<where>: ..."``): 2-D integer indices in
+        [0, n_embed), a sample rate in [MIN_SR, MAX_SR], at most MAX_SECONDS of audio, and ``mel_frames``
+        matching both ``n_samples`` (22050 Hz mels, hop 256) and the number of index columns."""
+        def bad(msg):
+            raise CodesError(f"{where}: {msg}")
+
+        ind = np.asarray(self.indices)
+        if ind.ndim != 2 or ind.size == 0 or ind.dtype.kind not in "iu":
+            bad(f"indices must be a non-empty 2-D integer grid, got shape {ind.shape} {ind.dtype}")
+        if not 2 <= self.n_embed <= MAX_EMBED:
+            bad(f"codebook size n_embed={self.n_embed} is outside [2, {MAX_EMBED}]")
+        if ind.min() < 0 or ind.max() >= self.n_embed:
+            bad(f"indices span [{ind.min()}, {ind.max()}], outside the codebook's [0, {self.n_embed - 1}]")
+        if not MIN_SR <= self.sr <= MAX_SR:
+            bad(f"sample rate {self.sr} Hz is outside [{MIN_SR}, {MAX_SR}]")
+        if not 0 < self.n_samples <= MAX_SECONDS * self.sr:
+            bad(f"length {self.n_samples} samples is outside (0, {MAX_SECONDS} s]")
+        frames = 1 + round(self.n_samples * SR / self.sr) // HOP
+        if abs(self.mel_frames - frames) > 2:
+            bad(f"mel_frames={self.mel_frames} does not match {self.n_samples} samples at {self.sr} Hz "
+                f"(~{frames} frames)")
+        if not 0 < self.mel_frames <= ind.shape[1] * MAX_DOWNSAMPLE or ind.shape[1] > self.mel_frames:
+            bad(f"mel_frames={self.mel_frames} does not match {ind.shape[1]} index columns")
+        return self
+
     @classmethod
     def load(cls, path: str | Path) -> "Codes":
+        """Read and :meth:`validate` a codes file (``np.load`` without pickles)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"codes file not found: {path}")
-        with np.load(path) as f:
-            missing = {"indices", "n_embed", "sr", "n_samples", "mel_frames"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} is not a codes file: missing {sorted(missing)}")
-            return cls(indices=f["indices"].astype(np.int64), n_embed=int(f["n_embed"]), sr=int(f["sr"]),
-                       n_samples=int(f["n_samples"]), mel_frames=int(f["mel_frames"]))
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                missing = {"indices", "n_embed", "sr", "n_samples", "mel_frames"} - set(f.files)
+                if missing:
+                    raise CodesError(f"{path} is not a codes file: missing {sorted(missing)}")
+                ind = f["indices"]
+                if ind.dtype.kind not in "iu":
+                    raise CodesError(f"{path}: indices must be integers, got {ind.dtype}")
+                codes = cls(indices=ind.astype(np.int64), n_embed=int(f["n_embed"]), sr=int(f["sr"]),
+                            n_samples=int(f["n_samples"]), mel_frames=int(f["mel_frames"]))
+        except CodesError:
+            raise
+        except Exception as err:  # not a zip, a pickled member, a non-scalar field ...
+            raise CodesError(f"{path}: cannot read as a codes file ({type(err).__name__}: {err})") from err
+        return codes.validate(str(path))
 
 
 def load_codebook(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.Module:
@@ -157,17 +204,25 @@ class SpectrogramCodec:
         return Codes(indices=indices, n_embed=self.n_embed, sr=int(sr), n_samples=len(wav), mel_frames=frames)
 
     @torch.inference_mode()
-    def decode_mel(self, codes: Codes) -> np.ndarray:
-        """:class:`Codes` -> mel (80, mel_frames) in [0, 1]."""
+    def decode_mel(self, codes: Codes, where: str = "codes") -> np.ndarray:
+        """:class:`Codes` -> mel (80, mel_frames) in [0, 1]. Raises :class:`CodesError` ``"<where>: ..."``
+        when the codes do not fit this codebook (size, rows, columns) or decode to NaN / Inf."""
+        codes.validate(where)
         if codes.n_embed != self.n_embed:
-            raise ValueError(f"codes were made with a codebook of {codes.n_embed} entries, this model has "
-                             f"{self.n_embed}")
+            raise CodesError(f"{where}: codes were made with a codebook of {codes.n_embed} entries, this model "
+                             f"has {self.n_embed}")
+        rows = 80 // self.downsample
+        if codes.indices.shape[0] != rows or codes.indices.shape[1] != -(-codes.mel_frames // self.downsample):
+            raise CodesError(f"{where}: {codes.indices.shape[0]}x{codes.indices.shape[1]} indices for "
+                             f"{codes.mel_frames} mel frames; this codebook expects {rows}x"
+                             f"{-(-codes.mel_frames // self.downsample)}")
         x = self.model.decode_from_indices(torch.from_numpy(codes.indices).long()[None])
-        return ((x[0, 0].cpu().numpy() + 1) / 2).clip(0, 1)[:, :codes.mel_frames]
+        mel = ((x[0, 0].cpu().numpy() + 1) / 2).clip(0, 1)[:, :codes.mel_frames]
+        return require_finite(mel, where, "decoded mel values")
 
-    def decode(self, codes: Codes) -> tuple[np.ndarray, int]:
-        """:class:`Codes` -> (wav (n_samples,), sr) at the original sample rate."""
-        wav = self.vocoder(self.decode_mel(codes))
+    def decode(self, codes: Codes, where: str = "codes") -> tuple[np.ndarray, int]:
+        """:class:`Codes` -> (wav (n_samples,), sr) at the original sample rate (errors name ``where``)."""
+        wav = require_finite(np.asarray(self.vocoder(self.decode_mel(codes, where))), where, "waveform samples")
         wav = resample(np.asarray(wav, np.float32), SR, codes.sr)
         wav = np.pad(wav, (0, max(0, codes.n_samples - len(wav))))[:codes.n_samples]
         return wav.astype(np.float32), codes.sr
@@ -203,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             codec = SpectrogramCodec.from_checkpoint(args.ckpt, args.vocoder, args.config)
             codes = Codes.load(args.input)
-            wav, sr = codec.decode(codes)
+            wav, sr = codec.decode(codes, args.input)
             save_audio(args.output, wav, sr)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

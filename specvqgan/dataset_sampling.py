@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from specvqgan.checks import require_finite
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
@@ -68,7 +69,9 @@ def sample_path(out: str | Path, clip: str, k: int) -> Path:
 
 
 def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
-    """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy)."""
+    """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy); a mel
+    with NaN / Inf is refused (:class:`specvqgan.checks.NonFiniteError` naming ``path``)."""
+    require_finite(mel, str(path), "mel values")
     atomic_write(path, lambda tmp: np.save(tmp, mel))
 
 

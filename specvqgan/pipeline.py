@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from specvqgan.audio import HOP, SR, save_audio
+from specvqgan.checks import require_finite
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
 from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, window_features
 
@@ -235,8 +236,10 @@ class VideoToSound:
                                      top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt, progress=progress,
                                      window_hop=window_hop)
         mels = ((mel[:, 0, :, :plan.n_frames].float() + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
+        require_finite(mels, str(video), "generated mel values")
         times["sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
         wavs = np.asarray(self.vocoder.vocode(mels), dtype=np.float32).reshape(samples, -1)  # (n, T * 256)
+        require_finite(wavs, str(video), "vocoder waveform samples")
         times["vocoder"], t0 = time.perf_counter() - t0, time.perf_counter()
 
         res = GenerationResult(video=video, duration=plan.n_frames * HOP / SR, seconds=times)

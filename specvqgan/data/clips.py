@@ -23,6 +23,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from specvqgan.checks import require_finite
+
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 10  # absent clips named in an error message (the count is always complete)
@@ -111,7 +113,8 @@ def load_mel(path: str, mel_num: int | None = None) -> np.ndarray:
     """Read a mel spectrogram ``.npy`` -> (F, T) array in its stored dtype (float32 or float64).
 
     Raises:
-        FileNotFoundError / ValueError naming the file when missing, unreadable or not (mel_num, T).
+        FileNotFoundError / ValueError naming the file when missing, unreadable, not (mel_num, T) or
+        holding NaN / Inf (:class:`specvqgan.checks.NonFiniteError`).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"mel spectrogram not found: {path}")
@@ -122,14 +125,15 @@ def load_mel(path: str, mel_num: int | None = None) -> np.ndarray:
     if mel.ndim != 2 or (mel_num is not None and mel.shape[0] != mel_num):
         rows = f"({mel_num}, T)" if mel_num is not None else "(F, T)"
         raise ValueError(f"mel spectrogram {path} has shape {mel.shape}, expected {rows}")
-    return mel
+    return require_finite(mel, path, "mel spectrogram values")
 
 
 def load_feats(path: str, feat_depth: int | None = None) -> np.ndarray:
     """Read a pickled feature array (T, D), as the reference does (``encoding='bytes'``).
 
     Raises:
-        FileNotFoundError / ValueError naming the file when missing, unreadable or not 2-D (T, D).
+        FileNotFoundError / ValueError naming the file when missing, unreadable, not 2-D (T, D) or holding
+        NaN / Inf.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"feature file not found: {path}")
@@ -142,7 +146,7 @@ def load_feats(path: str, feat_depth: int | None = None) -> np.ndarray:
     if feats.ndim != 2 or (feat_depth is not None and feats.shape[1] != feat_depth):
         cols = feat_depth if feat_depth is not None else "D"
         raise ValueError(f"features in {path} have shape {feats.shape}, expected (T, {cols})")
-    return feats
+    return require_finite(feats, path, "feature values")
 
 
 class ClassDirLabels:

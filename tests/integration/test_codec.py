@@ -99,3 +99,36 @@ def test_cli_encode_decode(ckpt, clips, tmp_path, capsys):
     assert (info.samplerate, info.frames) == (orig.samplerate, orig.frames)
     assert main(["encode", str(tmp_path / "none.wav"), str(tmp_path / "x.npz"), "--ckpt", str(ckpt)]) == 2
     assert "none.wav" in capsys.readouterr().err
+
+
+def test_codes_files_are_validated_with_named_errors(ckpt, clips, tmp_path, capsys):
+    """Rate, length, index range, codebook size and grid shape are checked before decoding."""
+    from specvqgan.codec import CodesError, main
+
+    codec = SpectrogramCodec(load_codebook(ckpt))
+    wav, sr = sf.read(clips[0], dtype="float32")
+    good = codec.encode(wav, sr)
+    fields = dict(indices=good.indices, n_embed=good.n_embed, sr=good.sr, n_samples=good.n_samples,
+                  mel_frames=good.mel_frames)
+    cases = {"rate": (dict(sr=10 ** 9), "sample rate 1000000000 Hz"),
+             "long": (dict(n_samples=10 ** 12), "length 1000000000000 samples"),
+             "frames": (dict(mel_frames=good.mel_frames * 3), "does not match"),
+             "range": (dict(indices=good.indices + N_EMBED), "outside the codebook"),
+             "negative": (dict(indices=good.indices - N_EMBED), "outside the codebook"),
+             "size": (dict(n_embed=1), "codebook size n_embed=1")}
+    for name, (change, msg) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(open(path, "wb"), **dict(fields, **change))
+        with pytest.raises(CodesError, match=f"{name}.npz: .*{msg}"):
+            Codes.load(path)
+        assert main(["decode", str(path), str(tmp_path / "o.wav"), "--ckpt", str(ckpt)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{name}.npz" in err and msg in err     # one line, names the file
+        assert not (tmp_path / "o.wav").exists()
+    path = tmp_path / "pickled.npz"
+    np.savez(open(path, "wb"), **dict(fields, indices=np.array([{"x": 1}], dtype=object)))
+    with pytest.raises(CodesError, match="pickled.npz: cannot read"):      # object arrays are never unpickled
+        Codes.load(path)
+    rows = Codes(good.indices[:2], good.n_embed, good.sr, good.n_samples, good.mel_frames)   # valid alone
+    with pytest.raises(CodesError, match="x.npz: 2x.* this codebook expects 5x"):
+        codec.decode(rows, "x.npz")

@@ -193,3 +193,12 @@ def test_cli_reports_a_corrupt_video_and_goes_on(setup, repo_root, tmp_path, cap
     assert cli.main(["--video", str(d / "v2.mp4"), "--transformer", str(d / "exported.pt"), "--out", str(out),
                      "--samples", "1", "--skip-existing"]) == 0
     assert "skipped" in capsys.readouterr().out and before == {p: os.path.getmtime(p) for p in written}
+
+
+def test_non_finite_generation_is_an_error_naming_the_video(setup, tmp_path, monkeypatch):
+    d, pipe = setup
+    monkeypatch.setattr(pipe.vocoder, "vocode",
+                        lambda mels: np.full((len(mels), mels.shape[-1] * HOP), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"v2.mp4: vocoder waveform samples contain \d+ NaN"):
+        pipe.generate(d / "v2.mp4", tmp_path, samples=1, write_mp4=False)
+    assert not list(tmp_path.iterdir())
