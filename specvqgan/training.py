@@ -44,7 +44,10 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
     """Where this run writes, and what it resumes from.
 
     ``resume`` is a log directory (resumes its ``checkpoints/last.ckpt``) or a checkpoint file
-    inside ``<logdir>/checkpoints/``; the run's saved configs come first, then ``base``.
+    inside ``<logdir>/checkpoints/``; the run's saved configs come first, then ``base``. Resuming from a
+    checkpoint other than ``last.ckpt`` (an earlier state) branches into a new folder
+    ``<logdir>_from_<ckpt stem>_<now>`` beside it, so the run's later ``last.ckpt`` and checkpoints are
+    never overwritten.
     """
     if resume:
         path = Path(resume)
@@ -57,11 +60,27 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
             if not ckpt.is_file():
                 raise FileNotFoundError(f"cannot resume: {ckpt} not found")
         saved = sorted((logdir / "configs").glob("*-project.yaml"))
+        if ckpt.name != "last.ckpt":
+            logdir = _branch_dir(logdir, ckpt, now)
+            log.warning("resuming from %s (not last.ckpt): this run writes to %s", ckpt, logdir)
         return RunDirs(logdir, ckpt, saved + [Path(b) for b in base])
     if not base:
         raise ConfigError("no config given: pass --base configs/<stage>.yaml (or -r <logdir> to resume)")
     run_name = name or Path(base[0]).stem
     return RunDirs(Path(logroot) / f"{now}_{run_name}", None, [Path(b) for b in base])
+
+
+def _branch_dir(logdir: Path, ckpt: Path, now: str) -> Path:
+    """A new, unused folder beside ``logdir`` for a run resumed from the earlier state ``ckpt`` (created
+    here, so two runs cannot claim it)."""
+    for k in range(1, 1000):
+        path = logdir.parent / f"{logdir.name}_from_{ckpt.stem}_{now}{'' if k == 1 else f'-{k}'}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a new run folder beside {logdir}")
 
 
 class SaveLast(Callback):
