@@ -17,6 +17,7 @@ import time
 from feature_extraction.extract import (FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, find_videos,
                                        resolve_video_list)
 from feature_extraction.flow import METHODS
+from specvqgan.provenance import ProvenanceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         p.error(str(err))
     t0 = time.time()
-    results = extract_folder(a.videos, a.out, cfg, workers=a.workers, progress=not a.no_progress,
-                             video_list=a.video_list)
+    try:
+        results = extract_folder(a.videos, a.out, cfg, workers=a.workers, progress=not a.no_progress,
+                                 video_list=a.video_list)
+    except ProvenanceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     print(f"{len(results)} videos in {time.time() - t0:.1f} s: {counts['done']} extracted, "
           f"{counts['skipped']} skipped (outputs exist), {counts['failed']} failed; outputs under {a.out}")

@@ -37,7 +37,8 @@ from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
 from specvqgan.checks import NonFiniteError, require_finite
-from specvqgan.files import atomic_write
+from specvqgan.files import atomic_write, file_sha256
+from specvqgan.provenance import claim_folder, record_folder
 from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,18 @@ class ExtractConfig:
         return _build_extractor(self.feature, self.weights, self.batch_size, self.flow_method,
                                 self.flow_weights, self.device)
 
+    def produced_by(self, key: str) -> dict:
+        """What the files of output ``key`` (``wav``, ``mel``, ``feature_<name>``) depend on: recorded in
+        their folder (:mod:`specvqgan.provenance`) so that skipping existing files never mixes settings."""
+        info = {"output": key, "duration": self.duration, "sample_rate": SR, "loop": "ffmpeg -stream_loop",
+                "allow_truncated": self.allow_truncated}
+        if key.startswith("feature_"):
+            info.update(feature=self.feature, fps=FEAT_FPS, weights_sha256=_sha256(self.weights),
+                        random_weights=self.random_weights and self.weights is None)
+            if "flow" in key:
+                info.update(flow_method=self.flow_method, flow_weights_sha256=_sha256(self.flow_weights))
+        return info
+
     def output_paths(self, out_dir: Path, stem: str) -> dict[str, Path]:
         """The files extracted from video ``stem`` into ``out_dir``: keys ``wav``, ``mel`` and
         ``feature_<name>`` for each output of the extractor (e.g. ``feature_color``)."""
@@ -108,6 +121,15 @@ class ExtractConfig:
         for name, dim in feature_outputs(self.extractor):
             paths[f"feature_{name}"] = out_dir / f"feature_{name}_dim{dim}_{FEAT_FPS:g}fps" / f"{stem}.pkl"
         return paths
+
+
+def _sha256(path: str | None) -> str | None:
+    return None if path is None else _sha256_of(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path: str, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -251,7 +273,12 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
     """Extract every video under ``videos`` (or only those named in ``video_list``, see
     :func:`resolve_video_list`; unlisted rows without a file are failures) into ``out``, mirroring
     sub-folders. Returns one Result per video; failures are also written to
-    ``<out>/failures_<dur>s.txt`` (removed when none)."""
+    ``<out>/failures_<dur>s.txt`` (removed when none).
+
+    Raises:
+        specvqgan.provenance.ProvenanceError: an output folder holds files made with other settings or
+            weights (or with no record of them) and ``cfg.overwrite`` is off.
+    """
     from tqdm import tqdm
 
     videos, out = Path(videos), Path(out)
@@ -260,6 +287,9 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
     else:
         files, missing = resolve_video_list(videos, video_list)
     jobs = [(v, out / v.parent.relative_to(videos), cfg) for v in files]
+    folders = {p.parent: cfg.produced_by(key) for _, d, _ in jobs for key, p in cfg.output_paths(d, "x").items()}
+    for folder, produced_by in folders.items():           # before any work: refuse mixing settings
+        claim_folder(folder, produced_by, cfg.overwrite)
     bar = tqdm(total=len(jobs), desc="extracting", unit="video", disable=not progress)
     results = [Result(str(videos / row), "failed", f"file not found (listed in {video_list})")
                for row in missing]
@@ -277,6 +307,8 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
             results.append(_job(j))
             bar.update()
     bar.close()
+    for folder, produced_by in folders.items():
+        record_folder(folder, produced_by)
     results.sort(key=lambda r: r.video)
     fail_file = out / f"failures_{cfg.duration:g}s.txt"
     failed = [r for r in results if r.status == "failed"]

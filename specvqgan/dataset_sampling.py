@@ -42,7 +42,7 @@ from specvqgan.checks import require_finite
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
-from specvqgan.files import atomic_write
+from specvqgan.files import atomic_write, file_sha256
 from specvqgan.sampling import filter_logits, prepare_gpt, sample_tokens
 
 log = logging.getLogger(__name__)
@@ -258,21 +258,29 @@ _FIXED = ("mode", "split", "seed", "temperature", "top_k", "top_p", "precision")
 
 
 def _check_metadata(out: Path, opts: SamplerOptions) -> None:
-    """Refuse to mix settings in one folder; write ``sampling.json`` (rank 0) when it is new."""
+    """Refuse to mix settings or checkpoints in one folder (existing samples are only skipped when they
+    came from the same checkpoint bytes, data config and options); write ``sampling.json`` (rank 0) when
+    it is new."""
     meta = out / METADATA
     mine = {k: getattr(opts, k) for k in _FIXED}
+    mine.update(overrides=list(opts.overrides), config=[str(c) for c in opts.config or []],
+                ckpt_sha256=file_sha256(opts.ckpt))
     if meta.is_file():
         old = json.loads(meta.read_text())
+        if "ckpt_sha256" not in old and old.get("ckpt") == str(Path(opts.ckpt).resolve()):
+            old["ckpt_sha256"] = mine["ckpt_sha256"]    # written before hashes were recorded: same file
+        old["config"] = [str(c) for c in old.get("config") or []]
         diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
         if diff:
-            raise ValueError(f"{meta}: this folder was written with other settings {diff} (old, new); "
-                             f"use another --out")
-        if old.get("ckpt") != str(Path(opts.ckpt).resolve()):
-            log.warning("%s was written from %s, now sampling from %s", meta, old.get("ckpt"), opts.ckpt)
+            if "ckpt_sha256" in diff:
+                diff["ckpt_sha256"] = (f"{old.get('ckpt')} ({str(old.get('ckpt_sha256'))[:12]})",
+                                       f"{opts.ckpt} ({mine['ckpt_sha256'][:12]})")
+            raise ValueError(f"{meta}: this folder was written with other settings or another checkpoint "
+                             f"{diff} (old, new); its samples would be mixed: use another --out")
         return
     if parse_shard(opts.shard)[0] == 0:
         out.mkdir(parents=True, exist_ok=True)
-        info = dict(asdict(opts), ckpt=str(Path(opts.ckpt).resolve()), overrides=list(opts.overrides),
+        info = dict(asdict(opts), ckpt=str(Path(opts.ckpt).resolve()), **mine,
                     layout="<out>/<class>/<video_id>_sample_<k>.npy, (80, T) float32 mel in [0, 1]")
         atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
 

@@ -30,3 +30,14 @@ def link_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         except OSError:
             shutil.copyfile(src, tmp)
     atomic_write(dst, link)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

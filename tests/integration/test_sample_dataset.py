@@ -120,6 +120,15 @@ def test_samples_naming_determinism_resume_and_shards(repo_root, tiny_ckpt, tmp_
                               files["bell/bell_0001_sample_0.npy"])
     with pytest.raises(ValueError, match="other settings.*top_k"):
         run(out, top_k=4)
+    # another checkpoint (other bytes) in the same folder is refused, not mixed in (a copy is fine)
+    copy, changed = tmp_path / "copy.ckpt", tmp_path / "changed.ckpt"
+    copy.write_bytes(tiny_ckpt.read_bytes())
+    changed.write_bytes(tiny_ckpt.read_bytes() + b"\0")
+    assert run(out, ckpt=str(copy))["written"] == 0
+    with pytest.raises(ValueError, match=r"sampling.json: .*another checkpoint .*ckpt_sha256.*changed.ckpt"):
+        run(out, ckpt=str(changed))
+    with pytest.raises(ValueError, match=r"other settings.*overrides"):
+        run(out, overrides=("data.params.batch_size=3",))
 
 
 def test_reconstructions_match_the_codebook(tiny_ckpt, toy_root, tmp_path):

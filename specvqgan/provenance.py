@@ -1,0 +1,54 @@
+"""What produced the files in an output folder, so that "skip what exists" only skips matching outputs.
+
+A resumable output folder (the extractor's ``audio_*``, ``melspec_*`` and ``feature_*`` folders) holds
+``_provenance.json``: a small JSON dict of what its files depend on (settings, weight-file sha256).
+:func:`claim_folder` is called before a run writes there:
+
+* no record and no files: the record is written now (an interrupted run resumes);
+* a matching record: existing files are kept (skipped);
+* a different record, or files without any record (an older version, an interrupted ``--overwrite``):
+  :class:`ProvenanceError` naming the folder and the differences, unless ``overwrite``; then the record
+  is removed until :func:`record_folder` writes the new one when the run has finished.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from specvqgan.files import atomic_write
+
+RECORD = "_provenance.json"
+
+
+class ProvenanceError(ValueError):
+    """Existing outputs were made by something else than this run; the message names the folder."""
+
+
+def _differences(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k))
+
+
+def claim_folder(folder: str | Path, produced_by: dict, overwrite: bool = False) -> None:
+    """Check (and, for a new folder, record) that ``folder``'s outputs come from ``produced_by`` (JSON
+    values only). Raises :class:`ProvenanceError` on a mismatch unless ``overwrite`` (see module doc)."""
+    folder, produced_by = Path(folder), json.loads(json.dumps(produced_by))
+    rec = folder / RECORD
+    old = json.loads(rec.read_text()) if rec.is_file() else None
+    if old == produced_by:
+        return
+    has_files = folder.is_dir() and any(p.name != RECORD and not p.name.startswith(".") for p in folder.iterdir())
+    if old is None and not has_files:
+        record_folder(folder, produced_by)
+        return
+    if not overwrite:
+        why = (f"its outputs were made with other settings ({_differences(old, produced_by)})" if old is not None
+               else f"it holds outputs with no {RECORD} (an older version or an interrupted overwrite)")
+        raise ProvenanceError(f"{folder}: {why}; pass --overwrite to redo them, or use another output folder")
+    if rec.is_file():
+        rec.unlink()                # an interrupted overwrite must not pass for a finished one
+
+
+def record_folder(folder: str | Path, produced_by: dict) -> None:
+    """Write ``folder/_provenance.json`` (atomically)."""
+    atomic_write(Path(folder) / RECORD, lambda p: p.write_text(json.dumps(produced_by, indent=1, sort_keys=True)))
