@@ -1,7 +1,8 @@
 """Demo app (Gradio): pick or upload a video, get it back with sound generated from its frames.
 
     python scripts/app.py --transformer demo/models/transformer.ckpt [--vocoder MELGAN.ckpt] \
-        [--examples data/toy] [--host 127.0.0.1] [--port 7860] [--out DIR] [--max-seconds 30]
+        [--examples data/toy] [--host 127.0.0.1] [--port 7860] [--out DIR] [--max-seconds 30] \
+        [--max-upload-mb 200] [--keep-minutes 60]
 
 then open http://127.0.0.1:7860. A thin UI over :class:`specvqgan.pipeline.VideoToSound` (all the work is
 there): sliders for top-k, temperature, the number of samples and the seed; outputs are the videos with
@@ -9,6 +10,11 @@ the generated sound muxed in and their spectrograms; errors (a corrupt upload ..
 Nothing leaves the machine: analytics are off, no share link, and the page needs no CDN. The same call is
 open to scripts as the API endpoint ``/generate``: ``gradio_client.Client(url).predict(handle_file(video),
 top_k, temperature, samples, seed, random_features, api_name="/generate")``.
+
+Limits (docs/robustness.md): uploads over ``--max-upload-mb`` are refused, sound is made for the first
+``--max-seconds`` of a video, each request's folder (and Gradio's copies) is deleted ``--keep-minutes``
+after it was made, messages carry file names but no server paths, and only the generated files and the
+example videos themselves are served.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import argparse
 import itertools
 import logging
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -64,44 +72,66 @@ def find_examples(root: str | Path | None, limit: int = MAX_EXAMPLES) -> list[Pa
     return mixed[:limit]          # one per folder (class) first
 
 
-def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None = None):
+def no_paths(msg: str) -> str:
+    """``msg`` with the folders of absolute paths removed (``/srv/x/up.mp4: ...`` -> ``up.mp4: ...``)."""
+    return re.sub(r"/(?:[^\s/'\"`()]+/)+", "", msg)
+
+
+def remove_old_runs(out_root: Path, keep_seconds: float) -> None:
+    """Delete the per-request ``run_*`` folders under ``out_root`` older than ``keep_seconds``."""
+    limit = time.time() - keep_seconds
+    for run in out_root.glob("run_*"):
+        try:
+            if run.is_dir() and run.stat().st_mtime < limit:
+                shutil.rmtree(run, ignore_errors=True)
+        except FileNotFoundError:   # removed by a concurrent request
+            pass
+
+
+def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None = None,
+                 keep_seconds: float = 3600.0):
     """The button's callback: (video path, top-k, temperature, samples, seed, random features) ->
     (gallery of mp4s, gallery of spectrogram pngs, a markdown summary). Videos longer than ``max_seconds``
-    get sound for their first ``max_seconds`` only. Errors become ``gr.Error``."""
+    (or of unknown length) get sound for their first ``max_seconds`` only. Each request writes to its own
+    ``out_root/run_*`` folder; those older than ``keep_seconds`` are deleted at every request. Errors become
+    ``gr.Error`` naming the file, never a server path."""
 
     def generate(video, top_k, temperature, samples, seed, random_features,
                  progress=gr.Progress(track_tqdm=True)):  # the page shows the pipeline's tqdm bars
         if not video:
             raise gr.Error("Upload a video or pick an example first.")
+        remove_old_runs(out_root, keep_seconds)
         name = Path(video).name
         out_dir = Path(tempfile.mkdtemp(prefix="run_", dir=out_root))
         start = time.perf_counter()
         try:
             length = probe(video).duration
-            duration = max_seconds if max_seconds and length and length > max_seconds else None
+            duration = max_seconds if max_seconds and (length is None or length > max_seconds) else None
             res = pipe.generate(video, out_dir=out_dir, samples=int(samples), top_k=int(top_k) or None,
                                 temperature=float(temperature), seed=int(seed), duration=duration,
                                 random_features=bool(random_features), progress=True)
         except Exception as err:  # shown in the page; the traceback goes to the server log
             log.exception("generation failed for %s", video)
-            msg = str(err).replace(str(video), name).removeprefix(f"{name}: ")  # not the upload's temp path
+            msg = no_paths(str(err)).removeprefix(f"{name}: ")       # not the upload's temp path
             raise gr.Error(f"Cannot generate sound for {name}: {msg}") from err
         seconds = time.perf_counter() - start
         videos = [(str(p), f"sample {k}") for k, p in enumerate(res.mp4_paths)]
         images = [(str(p), f"sample {k}") for k, p in enumerate(res.png_paths)]
-        cut = f" (the first {res.duration:.0f} s of {length:.0f} s)" if duration else ""
+        cut = f" (the first {res.duration:.0f} s of {length or 0:.0f} s)" if duration else ""
         summary = (f"**{name}**: {len(res.mp4_paths)} sample(s) of {res.duration:.2f} s{cut} in {seconds:.1f} s "
                    f"(top-k {int(top_k) or 'off'}, temperature {float(temperature):g}, seed {int(seed)}"
-                   f"{', random visual features' if random_features else ''}). Files: `{out_dir}`")
+                   f"{', random visual features' if random_features else ''}).")
         return videos, images, summary
 
     return generate
 
 
 def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
-              max_seconds: float | None = None) -> gr.Blocks:
-    """The Blocks UI; the generate button is also the API endpoint ``/generate``."""
-    with gr.Blocks(title="SpecVQGAN demo") as app:
+              max_seconds: float | None = None, keep_seconds: float = 3600.0) -> gr.Blocks:
+    """The Blocks UI; the generate button is also the API endpoint ``/generate``. Gradio's own copies of
+    uploads and outputs are deleted after ``keep_seconds`` as well."""
+    every = max(60, int(keep_seconds // 4))
+    with gr.Blocks(title="SpecVQGAN demo", delete_cache=(every, int(keep_seconds))) as app:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
@@ -121,7 +151,7 @@ def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
         if examples:
             gr.Examples([[str(p)] for p in examples], inputs=[video], label="Examples",
                         example_labels=[f"{p.parent.name}/{p.name}" for p in examples])
-        button.click(make_handler(pipe, out_root, max_seconds),
+        button.click(make_handler(pipe, out_root, max_seconds, keep_seconds),
                      inputs=[video, top_k, temperature, samples, seed, random_features],
                      outputs=[videos, images, summary], api_name="generate")
     return app
@@ -140,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where generated files go (default: a new temporary folder)")
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="sound for at most this many seconds of an upload (0 = the whole video)")
+    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="refuse larger uploads")
+    parser.add_argument("--keep-minutes", type=float, default=60.0,
+                        help="delete each request's files this long after it was made")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
@@ -152,13 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="specvqgan_app_"))
-    out_root.mkdir(parents=True, exist_ok=True)
-    allowed = [str(out_root.resolve())] + sorted({str(p.parent.resolve()) for p in examples})
+    if args.max_upload_mb <= 0 or args.keep_minutes <= 0 or args.max_seconds < 0:
+        print("error: --max-upload-mb and --keep-minutes must be > 0, --max-seconds >= 0", file=sys.stderr)
+        return 2
+    # a folder of its own (even inside --out .): only what the app wrote, and the example files, are served
+    parent = Path(args.out) if args.out else Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    out_root = Path(tempfile.mkdtemp(prefix="specvqgan_app_", dir=parent)).resolve()
+    allowed = [str(out_root)] + [str(p.resolve()) for p in examples]
     print(f"serving on http://{args.host}:{args.port} (outputs in {out_root})", flush=True)
-    app = build_app(pipe, examples, out_root, args.max_seconds)
+    app = build_app(pipe, examples, out_root, args.max_seconds, args.keep_minutes * 60)
     app.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=allowed, show_error=True,
-               footer_links=["api"])
+               footer_links=["api"], max_file_size=f"{args.max_upload_mb:g}mb")
     return 0
 
 

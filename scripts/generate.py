@@ -44,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to generate (default: the whole video; longer than the trained clip -> "
                         "sliding window)")
+    p.add_argument("--max-seconds", type=float, default=600.0,
+                   help="refuse videos longer than this (or a longer --duration); 0 = no limit")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="pad a truncated video stream (a counted warning) instead of failing it")
     p.add_argument("--class-id", type=int, default=None, help="class index for class-conditioned models")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
@@ -72,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--temperature must be > 0, got {args.temperature}")
     if args.duration is not None and args.duration <= 0:
         p.error(f"--duration must be > 0, got {args.duration}")
+    if args.max_seconds < 0:
+        p.error(f"--max-seconds must be >= 0, got {args.max_seconds}")
     if args.download and not args.model:
         p.error("--download needs --model (a release name); a --transformer path is never downloaded")
     return args
@@ -121,6 +127,7 @@ def main(argv=None) -> int:
     except (*bad_input, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    pipe.allow_truncated = args.allow_truncated
     failed = []
     bar = tqdm(items, desc="videos", unit="video", disable=True if len(items) < 2 else None, file=sys.stderr)
     for item in bar:
@@ -131,6 +138,7 @@ def main(argv=None) -> int:
             print(f"# {video}: skipped (outputs exist)")
             continue
         try:
+            check_length(video, args)
             res = pipe.generate(video, out, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
                                 temperature=args.temperature, seed=args.seed, duration=args.duration,
                                 random_features=args.random_features, class_id=args.class_id,
@@ -153,6 +161,20 @@ def main(argv=None) -> int:
             print(f"  {msg}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_length(video, args) -> None:
+    """Refuse (ValueError naming ``video``) more than ``--max-seconds`` of sound: a long ``--duration``,
+    or by default a video that long (memory and time grow with it)."""
+    from feature_extraction.media import probe
+
+    if not args.max_seconds:
+        return
+    length = args.duration if args.duration is not None else probe(video).duration
+    if length is not None and length > args.max_seconds:
+        what = f"--duration {length:g} s is" if args.duration is not None else f"the video is {length:.1f} s,"
+        raise ValueError(f"{video}: {what} over --max-seconds {args.max_seconds:g}; pass --duration S for its "
+                         f"first S seconds, or raise --max-seconds")
 
 
 def export_sample(args, item, res) -> None:

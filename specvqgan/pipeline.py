@@ -86,6 +86,7 @@ class VideoToSound:
         self.vocoder, self.spec = vocoder, spec
         self.device, self.precision, self.checkpoint = str(device), precision, str(checkpoint)
         self.feature_weights, self.random_feature_weights = feature_weights, random_feature_weights
+        self.allow_truncated = False    # True: pad a truncated video stream (counted warning), not an error
         perm = self.model.first_stage_permuter
         self.H, self.W = int(perm.H), int(perm.W)
 
@@ -160,7 +161,8 @@ class VideoToSound:
         from feature_extraction.extract import ExtractConfig, extract_visual
 
         cfg = ExtractConfig(duration=duration, feature=self.spec.feature, weights=self.feature_weights,
-                            random_weights=self.random_feature_weights, device=self.device)
+                            random_weights=self.random_feature_weights, device=self.device,
+                            allow_truncated=self.allow_truncated)
         arrays = extract_visual(video, cfg, info)
         return np.concatenate([arrays[f"feature_{s}"] for s in self.spec.streams], axis=1).astype(np.float32)
 

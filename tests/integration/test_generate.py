@@ -202,3 +202,17 @@ def test_non_finite_generation_is_an_error_naming_the_video(setup, tmp_path, mon
     with pytest.raises(ValueError, match=r"v2.mp4: vocoder waveform samples contain \d+ NaN"):
         pipe.generate(d / "v2.mp4", tmp_path, samples=1, write_mp4=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_videos_over_max_seconds(setup, repo_root, tmp_path, capsys):
+    d, _ = setup
+    spec = importlib.util.spec_from_file_location("generate_cli", repo_root / "scripts" / "generate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    common = ["--transformer", str(d / "exported.pt"), "--out", str(tmp_path), "--samples", "1"]
+    assert cli.main(["--video", str(d / "v6.mp4"), "--max-seconds", "3", *common]) == 2
+    err = capsys.readouterr().err
+    assert "v6.mp4: the video is 6.0 s, over --max-seconds 3; pass --duration" in err and "Traceback" not in err
+    assert cli.main(["--video", str(d / "v2.mp4"), "--duration", "700", *common]) == 2
+    assert "v2.mp4: --duration 700 s is over --max-seconds 600" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
