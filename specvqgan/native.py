@@ -66,9 +66,20 @@ def _compiler() -> Optional[str]:
     return shutil.which(cxx)
 
 
+COMPILE_TIMEOUT_S = 300.0   # a compiler run longer than this is killed (the torch fallback is used)
+
+
+def _run(cmd: list[str], source: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with a time limit; a time-out raises RuntimeError naming the command and file."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f'{source}: {cmd[0]} timed out after {timeout:g} s (command: {" ".join(cmd)})') from None
+
+
 def library_path(name: str, source: Path, cxx: str) -> Path:
     """Where the compiled ``source`` is cached (depends on source, flags, compiler and CPU)."""
-    version = subprocess.run([cxx, '--version'], capture_output=True, text=True).stdout
+    version = _run([cxx, '--version'], source, 30.0).stdout
     key = hashlib.sha256('\0'.join([Path(source).read_text(), ' '.join(FLAGS), version, _cpu_flags(),
                                     torch.__version__]).encode()).hexdigest()[:16]
     return cache_dir() / f'{name}-{key}.so'
@@ -80,7 +91,7 @@ def _compile(source: Path, out: Path, cxx: str) -> None:
     os.close(fd)
     try:
         cmd = [cxx, *FLAGS, str(source), '-o', tmp, *_torch_openmp()]
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = _run(cmd, source, COMPILE_TIMEOUT_S)
         if res.returncode != 0:
             raise RuntimeError(f'compiling {source} failed:\n{" ".join(cmd)}\n{res.stderr[-2000:]}')
         os.replace(tmp, out)
