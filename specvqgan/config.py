@@ -4,8 +4,10 @@
 * ``load_config(paths, overrides)`` merges the YAML files left to right, then the dotlist overrides,
   and remembers which file (or override) set every key, so errors can name it.
 * ``instantiate_from_config(cfg)`` imports ``cfg.target`` (resolving reference-implementation paths
-  through :data:`specvqgan.aliases.REFERENCE_ALIASES`), checks ``cfg.params`` against the target's
-  ``__init__`` signature and calls it. Nested configs are passed on as DictConfig, as the reference
+  through :data:`specvqgan.aliases.REFERENCE_ALIASES`), checks that it is a class defined in this
+  project, ``torch.nn``, ``torch.optim`` or a Lightning callback/logger module (:func:`check_target`;
+  configs also come from checkpoints and downloaded run folders, so nothing else may be called),
+  checks ``cfg.params`` against the target's ``__init__`` signature and calls it. Nested configs are passed on as DictConfig, as the reference
   did, so a class may instantiate its own sub-configs.
 
 Every failure is a :class:`ConfigError` naming the key, the target and the file.
@@ -24,6 +26,13 @@ from specvqgan.aliases import REFERENCE_ALIASES
 
 ALLOWED_PREFIXES = ("specvqgan.", "feature_extraction.", "vocoder.", "evaluation.",
                     "torch.", "pytorch_lightning.", "lightning.")
+"""Packages a target path may be imported from."""
+DEFINED_IN = ("specvqgan", "feature_extraction", "vocoder", "evaluation", "torch.nn", "torch.optim",
+              "pytorch_lightning.callbacks", "pytorch_lightning.loggers",
+              "lightning.pytorch.callbacks", "lightning.pytorch.loggers")
+"""Modules (and their submodules) a target class must be defined in: its own ``__module__``, so a
+function or class re-exported into an allowed module (``...signal_connector.call`` is
+``subprocess.call``) is refused."""
 _SOURCES_ATTR = "_specvqgan_sources"
 
 
@@ -115,18 +124,35 @@ def resolve_target(target: str) -> str:
 
 
 def get_obj_from_str(target: str, where: str = "") -> Any:
-    """Import ``package.module.Name`` (after alias resolution); only this project, torch and Lightning."""
+    """Import ``package.module.Name`` (after alias resolution) and :func:`check_target` it."""
     resolved = resolve_target(target)
     if not resolved.startswith(ALLOWED_PREFIXES):
         raise ConfigError(f"target {target!r} at {where} is outside this project/torch/pytorch_lightning; "
                           f"refusing to import it")
     module_name, _, name = resolved.rpartition(".")
+    alias = f" (alias of {target!r})" if resolved != target else ""
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, name)
+        obj = getattr(module, name)
     except (ImportError, AttributeError) as err:
-        alias = f" (alias of {target!r})" if resolved != target else ""
         raise ConfigError(f"target {resolved!r}{alias} at {where} cannot be imported: {err}") from err
+    check_target(obj, f"{resolved!r}{alias} at {where}")
+    return obj
+
+
+def _within(module: str, packages: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def check_target(obj: Any, what: str) -> None:
+    """Raise ConfigError unless ``obj`` is a class defined (own ``__module__``) in :data:`DEFINED_IN`."""
+    if not inspect.isclass(obj):
+        raise ConfigError(f"target {what} is a {type(obj).__name__}, not a class; configs may only build "
+                          f"classes of this project, torch.nn, torch.optim or Lightning callbacks/loggers")
+    module = getattr(obj, "__module__", "") or ""
+    if not _within(module, DEFINED_IN):
+        raise ConfigError(f"target {what} is the class {module}.{obj.__qualname__}, defined outside this "
+                          f"project, torch.nn, torch.optim and Lightning callbacks/loggers; refusing to build it")
 
 
 def check_params(obj: Any, params: Mapping, cfg: Any = None, target: str = "") -> None:
