@@ -128,21 +128,37 @@ def load_mel(path: str, mel_num: int | None = None) -> np.ndarray:
     return require_finite(mel, path, "mel spectrogram values")
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays (and the plain lists/tuples/dicts around them) only: any other global in
+    the pickle (a function, a class that could run code) is refused before it is looked up."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+               *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar"))}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED or (module == "numpy.dtypes" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing the global {module}.{name} (feature pickles may only hold numpy arrays)")
+
+
 def load_feats(path: str, feat_depth: int | None = None) -> np.ndarray:
-    """Read a pickled feature array (T, D), as the reference does (``encoding='bytes'``).
+    """Read a pickled feature array (T, D), as the reference does (``encoding='bytes'``), with an
+    unpickler that can only rebuild numpy arrays (the files come from the internet).
 
     Raises:
-        FileNotFoundError / ValueError naming the file when missing, unreadable, not 2-D (T, D) or holding
-        NaN / Inf.
+        FileNotFoundError / ValueError naming the file when missing, unreadable, holding anything but a
+        numeric array, not 2-D (T, D) or holding NaN / Inf.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"feature file not found: {path}")
     try:
         with open(path, "rb") as f:
-            feats = pickle.load(f, encoding="bytes")
+            feats = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as err:
-        raise ValueError(f"cannot read feature pickle {path}: {err}") from err
+        raise ValueError(f"cannot read feature pickle {path}: {err}") from None
     feats = np.asarray(feats)
+    if feats.dtype.kind not in "fiub":
+        raise ValueError(f"features in {path} are {feats.dtype}, expected a numeric array")
     if feats.ndim != 2 or (feat_depth is not None and feats.shape[1] != feat_depth):
         cols = feat_depth if feat_depth is not None else "D"
         raise ValueError(f"features in {path} have shape {feats.shape}, expected (T, {cols})")
