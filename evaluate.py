@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from evaluation.evaluate import METRICS, evaluate, format_table
+from specvqgan.checkpoint import add_trust_argument, trusted_by
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--out", default=None, help="JSON report (default: <generated>/evaluation.json)")
+    add_trust_argument(p)
     return p.parse_args(argv)
 
 
@@ -45,11 +47,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cache_dir = None if args.no_cache else (args.cache_dir or Path(args.generated) / ".melception_cache")
     try:
-        report = evaluate(args.generated, args.reference, args.melception,
-                          metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
-                          split=args.split, root=args.root, crop=args.crop, batch_size=args.batch_size,
-                          device=args.device, cache_dir=cache_dir, stats_path=args.stats,
-                          kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
+        with trusted_by(args, args.melception):
+            report = evaluate(args.generated, args.reference, args.melception,
+                              metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+                              split=args.split, root=args.root, crop=args.crop, batch_size=args.batch_size,
+                              device=args.device, cache_dir=cache_dir, stats_path=args.stats,
+                              kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

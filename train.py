@@ -23,6 +23,9 @@ def parse_args(argv=None):
     parser.add_argument("-n", "--name", default=None, help="run name (default: the first config's stem)")
     parser.add_argument("-s", "--seed", type=int, default=23, help="global seed")
     parser.add_argument("-l", "--logdir", default="logs", help="root of the log directories")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="read the checkpoint to resume (-r) in full (weights_only=False); a checkpoint can "
+                             "run code: only for files you trust (docs/checkpoints.md)")
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if "=" not in o or o.startswith("-")]
     if bad:
@@ -33,12 +36,13 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     args, overrides = parse_args(argv)
+    from specvqgan.checkpoint import CheckpointError
     from specvqgan.training import run  # heavy imports after argument parsing
 
     try:
         dirs = run(args.base, overrides, train=args.train, resume=args.resume, name=args.name,
-                   seed=args.seed, logroot=args.logdir)
-    except (ConfigError, FileNotFoundError) as err:
+                   seed=args.seed, logroot=args.logdir, trust_checkpoint=args.trust_checkpoint)
+    except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"run directory: {dirs.logdir}")

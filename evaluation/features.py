@@ -4,7 +4,7 @@
   [0, 1] (the scale the reference sampler saves and ``(image + 1) / 2`` of a dataset item).
 * :func:`read_melception_checkpoint` / :func:`load_melception`: the authors' release
   (``{'model': state_dict}``), our reference-layout export (plus ``train_means_stds``), a
-  ``train.py`` Lightning ``.ckpt`` / ``export_checkpoint`` file of
+  ``train.py`` Lightning ``.ckpt`` / exported file of
   :class:`evaluation.model.MelceptionClassifier`, or a bare state_dict.
 * :class:`MelSource` + :func:`extract_features`: batched extraction over ``.npy`` files (or dataset
   items), center-cropped to a common length, with unreadable files counted instead of crashing, and an
@@ -31,14 +31,15 @@ from torch import nn
 
 from evaluation.melception import Melception
 from specvqgan.data.transforms import crop_start
-from specvqgan.models.base import read_checkpoint
+from specvqgan.files import atomic_write
+from specvqgan.checkpoint import read
 from specvqgan.modules.classifiers.vggishish import load_mel_stats_txt
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STATS_PATH = Path(__file__).parent / "data" / "train_means_stds_melspec_10s_22050hz.txt"
 FEATURE_KEYS = ("logits", "logits_unbiased", "pool")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: .npz (no pickles)
 
 
 def load_stats(path: str | Path = DEFAULT_STATS_PATH) -> np.ndarray:
@@ -55,15 +56,16 @@ def standardize(mel01: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
     return ((mel01.double() - stats[None, :, 0, None]) / stats[None, :, 1, None]).float()
 
 
-def read_melception_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], np.ndarray | None, dict]:
-    """Read any supported Melception checkpoint on CPU.
+def read_melception_checkpoint(path: str | Path, trust: bool = False
+                               ) -> Tuple[Dict[str, torch.Tensor], np.ndarray | None, dict]:
+    """Read any supported Melception checkpoint on CPU (``trust``: see :func:`specvqgan.checkpoint.read`).
 
     Returns:
         (state_dict with the reference keys, stats (F, 2) or None when the file carries none,
         info dict with ``layout`` and, when present, ``config``).
     """
     path = Path(path)
-    ckpt = read_checkpoint(path, what="Melception checkpoint")
+    ckpt = read(path, trust=trust, what="Melception checkpoint")
     if not isinstance(ckpt, dict):
         raise ValueError(f"Melception checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     stats = None
@@ -71,7 +73,7 @@ def read_melception_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor
         sd, layout = ckpt["model"], "reference"
         if ckpt.get("train_means_stds") is not None:
             stats = np.asarray(torch.as_tensor(ckpt["train_means_stds"]).double())
-    elif "state_dict" in ckpt:  # train.py .ckpt or export_checkpoint of MelceptionClassifier
+    elif "state_dict" in ckpt:  # train.py .ckpt or exported MelceptionClassifier
         full, layout = ckpt["state_dict"], "lightning"
         sd = {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}
         if "train_means" in full and "train_stds" in full:
@@ -115,10 +117,10 @@ class MelceptionScorer(nn.Module):
 
 
 def load_melception(path: str | Path, stats_path: str | Path | None = None,
-                    device: str | torch.device = "cpu") -> MelceptionScorer:
+                    device: str | torch.device = "cpu", trust: bool = False) -> MelceptionScorer:
     """A ready :class:`MelceptionScorer` from a checkpoint; ``stats_path`` overrides the stored stats
     (a checkpoint without stats, e.g. the authors' release, gets the default VGGSound stats)."""
-    sd, stats, info = read_melception_checkpoint(path)
+    sd, stats, info = read_melception_checkpoint(path, trust=trust)
     if stats_path is not None:
         stats = load_stats(stats_path)
     elif stats is None:
@@ -192,14 +194,29 @@ class Features:
     pool: torch.Tensor             # (N, D)
     unreadable: List[Tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
-    def to_dict(self) -> dict:
-        return {"version": CACHE_VERSION, "paths": self.paths, "logits": self.logits,
-                "logits_unbiased": self.logits_unbiased, "pool": self.pool, "unreadable": self.unreadable}
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` (arrays + a JSON string of the paths; no pickles) atomically."""
+        lists = json.dumps({"version": CACHE_VERSION, "paths": self.paths, "unreadable": self.unreadable})
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, lists=np.array(lists), **{k: getattr(self, k).float().numpy() for k in FEATURE_KEYS})
+        atomic_write(path, write)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Features":
-        return cls(list(d["paths"]), d["logits"], d["logits_unbiased"], d["pool"],
-                   [tuple(u) for u in d["unreadable"]])
+    def load(cls, path: str | Path) -> "Features":
+        """Read :meth:`save`'s file (``allow_pickle=False``); ValueError naming the file if it is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                lists = json.loads(str(f["lists"]))
+                arrays = {k: torch.from_numpy(f[k]) for k in FEATURE_KEYS}
+        except Exception as err:  # truncated, not a zip, a pickle, missing keys
+            raise ValueError(f"{path}: not a feature cache ({type(err).__name__}: {err})") from None
+        n = len(lists.get("paths", []))
+        if lists.get("version") != CACHE_VERSION or any(len(a) != n for a in arrays.values()):
+            raise ValueError(f"{path}: feature cache of another version or with mismatched rows")
+        return cls(list(lists["paths"]), arrays["logits"], arrays["logits_unbiased"], arrays["pool"],
+                   [tuple(u) for u in lists["unreadable"]])
 
 
 def cache_key(source: MelSource, checkpoint: str | Path, stats: torch.Tensor, crop: int) -> str:
@@ -223,14 +240,19 @@ def extract_features(scorer: MelceptionScorer, source: MelSource, crop: int, bat
 
     Mels that cannot be read, are not (F, T) with the scorer's F, or are shorter than ``crop`` are
     listed in ``Features.unreadable``. With ``cache_dir`` the result is stored as
-    ``<cache_dir>/melception_<key>.pt`` and reused while nothing it depends on changes.
+    ``<cache_dir>/melception_<key>.npz`` (written atomically) and reused while nothing it depends on
+    changes; a cache file that cannot be read is recomputed.
     """
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"melception_{cache_key(source, checkpoint, scorer.stats, crop)}.pt"
+        cache_file = Path(cache_dir) / f"melception_{cache_key(source, checkpoint, scorer.stats, crop)}.npz"
         if cache_file.is_file():
-            logger.info("features of %s: cached in %s", source.description, cache_file)
-            return Features.from_dict(torch.load(cache_file, map_location="cpu", weights_only=False))
+            try:
+                feats = Features.load(cache_file)
+                logger.info("features of %s: cached in %s", source.description, cache_file)
+                return feats
+            except ValueError as err:
+                logger.warning("recomputing: %s", err)
     device = scorer.stats.device
     n_mels = scorer.stats.shape[0]
     kept, unreadable, outs, batch = [], [], {k: [] for k in FEATURE_KEYS}, []
@@ -262,6 +284,5 @@ def extract_features(scorer: MelceptionScorer, source: MelSource, crop: int, bat
         raise ValueError(f"no readable mel spectrogram in {source.description}")
     feats = Features(kept, *(torch.cat(outs[k]) for k in FEATURE_KEYS), unreadable=unreadable)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(feats.to_dict(), cache_file)
+        feats.save(cache_file)
     return feats

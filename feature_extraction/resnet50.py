@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from specvqgan.checkpoint import read
+
 BLOCKS = (3, 4, 6, 3)     # bottlenecks per stage (ResNet-50)
 WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -119,15 +121,9 @@ def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """``torch.load`` a weight file on CPU (tensors only); clear errors for a missing/unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weight file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: cannot read as a torch weight file ({type(err).__name__}: {err})") from err
-    return _unwrap_state_dict(obj, path)
+    """A weight file's state dict (``specvqgan.checkpoint.read``: tensors and allowed globals only);
+    clear errors for a missing/unreadable file."""
+    return _unwrap_state_dict(read(path, what="torch weight file"), path)
 
 
 def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, what: str) -> None:

@@ -35,6 +35,7 @@ import gradio as gr  # noqa: E402
 
 from feature_extraction.extract import find_videos  # noqa: E402
 from feature_extraction.media import probe  # noqa: E402
+from specvqgan.checkpoint import add_trust_argument  # noqa: E402
 from specvqgan.data.clips import read_split  # noqa: E402
 from specvqgan.pipeline import VideoToSound  # noqa: E402
 
@@ -175,13 +176,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="delete each request's files this long after it was made")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
 
     try:
         examples = find_examples(args.examples)
         pipe = VideoToSound.from_checkpoints(transformer=args.transformer, vocoder=args.vocoder, device=args.device,
-                                             precision=args.precision, feature_weights=args.feature_weights)
+                                             precision=args.precision, feature_weights=args.feature_weights,
+                                             trust=args.trust_checkpoint)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from specvqgan.checkpoint import add_trust_argument  # no torch import: OMP_WAIT_POLICY is set later
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--video", nargs="+", required=True, help="input video file(s) and/or folder(s) (recursive)")
@@ -69,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also write av-benchmark folders: DIR/{gt_audio,pred_audio/sample_<k>,video/sample_<k>}")
     p.add_argument("--audio-format", default="flac", choices=("wav", "flac"), help="--av-benchmark audio files")
     p.add_argument("-v", "--verbose", action="store_true", help="log timings and details")
+    add_trust_argument(p)
     args = p.parse_args(argv)
     if args.samples < 1:
         p.error(f"--samples must be >= 1, got {args.samples}")
@@ -87,7 +90,7 @@ def load_pipeline(args):
     """The VideoToSound of ``--transformer`` or ``--model`` (MissingRelease etc. propagate)."""
     from specvqgan.pipeline import VideoToSound
 
-    common = dict(device=args.device, precision=args.precision, feature=args.feature)
+    common = dict(device=args.device, precision=args.precision, feature=args.feature, trust=args.trust_checkpoint)
     if args.model:
         from specvqgan.pretrained import resolve_model
 

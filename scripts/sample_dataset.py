@@ -18,11 +18,12 @@ import json
 import logging
 import sys
 
+from specvqgan.checkpoint import add_trust_argument, trusted
 from specvqgan.config import ConfigError
 from specvqgan.dataset_sampling import MODES, SamplerOptions, sample_dataset
 
 
-def parse_args(argv=None) -> SamplerOptions:
+def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="transformer checkpoint (train.py .ckpt or export); "
                    "for --mode reconstructions also a codebook checkpoint")
@@ -44,20 +45,23 @@ def parse_args(argv=None) -> SamplerOptions:
     p.add_argument("--shard", default=None, help="i/n: this process takes videos i, i+n, ... "
                    "(default: torchrun's RANK/WORLD_SIZE, else 0/1)")
     p.add_argument("--no-progress", action="store_true")
+    add_trust_argument(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides of the data config")
     a = p.parse_args(argv)
-    return SamplerOptions(ckpt=a.ckpt, out=a.out, mode=a.mode, split=a.split, config=a.config,
+    opts = SamplerOptions(ckpt=a.ckpt, out=a.out, mode=a.mode, split=a.split, config=a.config,
                           overrides=tuple(a.overrides), samples_per_video=a.samples_per_video,
                           batch_size=a.batch_size, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                           seed=a.seed, device=a.device, precision=a.precision, limit=a.limit, shard=a.shard,
                           progress=not a.no_progress)
+    return opts, a.trust_checkpoint
 
 
 def main(argv=None) -> int:
-    opts = parse_args(argv)
+    opts, trust = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = sample_dataset(opts)
+        with trusted(opts.ckpt if trust else None):
+            result = sample_dataset(opts)
     except (FileNotFoundError, ValueError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

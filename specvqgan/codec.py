@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from specvqgan.audio import HOP, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
 from specvqgan.checks import require_finite
 from specvqgan.config import instantiate_from_config, load_config
-from specvqgan.models.base import model_config_of, read_checkpoint
+from specvqgan.checkpoint import CheckpointError, add_trust_argument, model_config, read, trusted_by
 
 log = logging.getLogger(__name__)
 
@@ -128,28 +128,23 @@ class Codes:
         return codes.validate(str(path))
 
 
-def load_codebook(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.Module:
+def load_codebook(ckpt: str | Path, config: str | Path | None = None, trust: bool = False) -> torch.nn.Module:
     """Build an inference-only VQModel (no loss) from a checkpoint, in eval mode.
 
     The model config comes from ``config`` (a YAML with a ``model:`` block, or the block itself), else
-    from the checkpoint (exported ``{state_dict, config}`` or a ``train.py`` ``.ckpt``), else from the
-    reference log layout ``<run>/configs/*-project.yaml`` next to ``<run>/checkpoints/<ckpt>``.
-    ``loss.*`` weights are dropped; the rest loads with strict=True.
+    from the checkpoint or its run layout (:func:`specvqgan.checkpoint.model_config`). ``loss.*``
+    weights are dropped; the rest loads with strict=True. ``trust``: see :func:`specvqgan.checkpoint.read`.
     """
     ckpt = Path(ckpt)
-    state = read_checkpoint(ckpt)
+    state = read(ckpt, trust=trust)
     if config is not None:
         cfg = load_config(config)
         model_cfg = cfg.model if "model" in cfg else cfg
     else:
         try:
-            model_cfg = model_config_of(state, ckpt)
-        except ValueError:
-            found = sorted(ckpt.resolve().parent.parent.glob("configs/*-project.yaml"))
-            if not found:
-                raise ValueError(f"checkpoint {ckpt} carries no model config and no <run>/configs/*-project.yaml "
-                                 f"was found; pass --config") from None
-            model_cfg = load_config(found[-1]).model
+            model_cfg = model_config(state, ckpt)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; or pass --config") from None
     model_cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True))
     params = dict(model_cfg.get("params", {}))
     params.update(lossconfig=None, ckpt_path=None)
@@ -179,15 +174,18 @@ class SpectrogramCodec:
 
     @classmethod
     def from_checkpoint(cls, ckpt: str | Path, vocoder: str | Path | None = None,
-                        config: str | Path | None = None) -> "SpectrogramCodec":
+                        config: str | Path | None = None, trust: bool = False) -> "SpectrogramCodec":
         """Codebook from ``ckpt`` (see :func:`load_codebook`); MelGAN from ``vocoder`` (a checkpoint or a
-        reference ``best_netG.pt`` + ``args.yml`` folder, see ``vocoder.inference``) or Griffin-Lim."""
+        reference ``best_netG.pt`` + ``args.yml`` folder, see ``vocoder.inference``) or Griffin-Lim.
+        ``trust``: read both files in full (:func:`specvqgan.checkpoint.read`)."""
+        from specvqgan.checkpoint import trusted
         voc = None
-        if vocoder is not None:
-            from vocoder.inference import load_vocoder
+        with trusted(*((ckpt, vocoder) if trust else ())):
+            if vocoder is not None:
+                from vocoder.inference import load_vocoder
 
-            voc = load_vocoder(vocoder)
-        return cls(load_codebook(ckpt, config), voc)
+                voc = load_vocoder(vocoder)
+            return cls(load_codebook(ckpt, config), voc)
 
     @torch.inference_mode()
     def encode(self, wav: np.ndarray, sr: int) -> Codes:
@@ -245,18 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     for p in (enc, dec):
         p.add_argument("--ckpt", required=True, help="codebook checkpoint (.ckpt from train.py or exported .pt)")
         p.add_argument("--config", default=None, help="YAML with the model config if the checkpoint has none")
+        add_trust_argument(p)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
+        with trusted_by(args, args.ckpt, getattr(args, "vocoder", None)):
+            codec = SpectrogramCodec.from_checkpoint(args.ckpt, getattr(args, "vocoder", None), args.config)
         if args.cmd == "encode":
-            codec = SpectrogramCodec(load_codebook(args.ckpt, args.config))
             import soundfile as sf
             info = sf.info(args.input) if Path(args.input).is_file() else None
             sr = info.samplerate if info else SR
             codes = codec.encode(load_audio(args.input, sr=sr), sr)
             codes.save(args.output)
         else:
-            codec = SpectrogramCodec.from_checkpoint(args.ckpt, args.vocoder, args.config)
             codes = Codes.load(args.input)
             wav, sr = codec.decode(codes, args.input)
             save_audio(args.output, wav, sr)

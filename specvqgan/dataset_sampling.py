@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from specvqgan.checkpoint import read_config
 from specvqgan.checks import require_finite
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
@@ -86,25 +87,6 @@ def parse_shard(shard: Optional[str] = None) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- models and data
-def read_stored_config(ckpt: str | Path) -> Optional[dict]:
-    """The ``config`` stored in a checkpoint (memory-mapped read where possible: the weights stay on disk)."""
-    from specvqgan.models.base import read_checkpoint, reference_run_config
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}") from None
-    except Exception:
-        state = read_checkpoint(ckpt)
-    config = state.get("config") if isinstance(state, dict) else None
-    if isinstance(config, dict) and "data" in config:
-        return config
-    found = sorted(Path(ckpt).resolve().parent.parent.glob("configs/*-project.yaml"))
-    if found:  # reference log layout (the authors' releases)
-        return OmegaConf.to_container(load_config(found[-1]))
-    model = config if isinstance(config, dict) and "target" in config else reference_run_config(ckpt)
-    return {"model": model} if model else None
-
-
 def data_config(ckpt: str | Path, config: Optional[Sequence[str | Path]] = None,
                 overrides: Sequence[str] = ()) -> DictConfig:
     """The run config whose ``data`` block gives the split: ``config`` YAMLs if given (merged left to
@@ -112,7 +94,7 @@ def data_config(ckpt: str | Path, config: Optional[Sequence[str | Path]] = None,
     if config:
         cfg = load_config(list(config), overrides)
     else:
-        stored = read_stored_config(ckpt)
+        stored = read_config(ckpt)
         if not stored or "data" not in stored:
             raise ConfigError(f"checkpoint {ckpt} carries no data config; pass --config <training yaml>")
         cfg = OmegaConf.merge(OmegaConf.create(stored), OmegaConf.from_dotlist(list(overrides)))
@@ -139,21 +121,22 @@ def load_item(dataset, idx: int, clip: str, seed: int) -> dict:
     return dataset[idx]
 
 
-def load_model(ckpt: str | Path, mode: str):
+def load_model(ckpt: str | Path, mode: str, trust: bool = False):
     """(model, kind) in eval mode: a Net2NetTransformer (kind 'transformer') or, for reconstructions, a
     codebook VQModel (kind 'codebook'; a transformer checkpoint gives its first stage). The model is
-    described by the checkpoint itself (``train.py`` / exported checkpoints, the reference log layout)."""
-    stored = read_stored_config(ckpt) or {}
+    described by the checkpoint itself (``train.py`` / exported checkpoints, the reference log layout).
+    ``trust``: see :func:`specvqgan.checkpoint.read`."""
+    stored = read_config(ckpt, trust=trust) or {}
     target = str((stored.get("model") or {}).get("target", ""))
     if target.endswith("Net2NetTransformer"):
         from specvqgan.models.cond_transformer import Net2NetTransformer
-        model = Net2NetTransformer.from_checkpoint(str(ckpt))
+        model = Net2NetTransformer.from_checkpoint(str(ckpt), trust=trust)
         return (model, "transformer") if mode == "samples" else (model.first_stage_model.eval(), "codebook")
     if mode == "samples":
         raise ValueError(f"checkpoint {ckpt} is not a Net2NetTransformer (model target {target or 'unknown'}); "
                          f"samples need a transformer, reconstructions take a codebook or a transformer")
     from specvqgan.codec import load_codebook
-    return load_codebook(ckpt), "codebook"
+    return load_codebook(ckpt, trust=trust), "codebook"
 
 
 # ----------------------------------------------------------------------------- per-row sampling

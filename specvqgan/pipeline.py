@@ -94,7 +94,7 @@ class VideoToSound:
     def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",
                          precision: str = "fp32", feature_weights: str | Path | None = None,
                          feature: Optional[str] = None, random_feature_weights: bool = False,
-                         vocoder_precision: str = "fp32") -> "VideoToSound":
+                         vocoder_precision: str = "fp32", trust: bool = False) -> "VideoToSound":
         """Load a transformer checkpoint (``train.py`` ``.ckpt``, an exported ``{state_dict, config}`` file or
         the authors' run layout) and a vocoder (MelGAN checkpoint in any layout ``vocoder.inference`` reads,
         or None for Griffin-Lim).
@@ -108,32 +108,36 @@ class VideoToSound:
                 config and 2048-d features: "resnet50" or "bninception").
             random_feature_weights: allow a pretrained feature network without weights (tests only).
             vocoder_precision: MelGAN precision, "fp32", "bf16" or "int8" (CPU; :class:`vocoder.MelGANVocoder`).
+            trust: read the transformer and vocoder files in full (``weights_only=False``; they can run code):
+                only for files you trust (docs/checkpoints.md).
         Raises:
             FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, or
             a training config the pipeline cannot follow.
         """
-        from specvqgan.dataset_sampling import read_stored_config, load_model
+        from specvqgan.checkpoint import read_config
+        from specvqgan.dataset_sampling import load_model
         from vocoder.inference import load_vocoder
 
         transformer = Path(transformer)
         if not transformer.is_file():
             raise FileNotFoundError(f"transformer checkpoint not found: {transformer}")
         try:
-            run_config = read_stored_config(transformer)
-        except ValueError as err:          # read_checkpoint's message names the file
+            run_config = read_config(transformer, trust=trust)
+        except ValueError as err:          # the message names the file
             raise GenerationError(str(err)) from err
         target = str(((run_config or {}).get("model") or {}).get("target", ""))
         if not target.endswith("Net2NetTransformer"):
             raise GenerationError(f"{transformer}: not a transformer checkpoint (its model is "
                                   f"{target or 'not recorded'}); pass a Net2NetTransformer checkpoint")
         try:
-            model, _ = load_model(transformer, "samples")
+            model, _ = load_model(transformer, "samples", trust=trust)
         except (KeyError, RuntimeError) as err:
             raise GenerationError(f"{transformer}: cannot load as a transformer checkpoint ({err})") from err
         spec = condition_spec(model, run_config, feature=feature, path=str(transformer))
         if vocoder is not None and not Path(vocoder).exists():
             raise FileNotFoundError(f"vocoder checkpoint not found: {vocoder}")
-        voc = load_vocoder(vocoder, device=device, precision=vocoder_precision) if vocoder else load_vocoder(None)
+        voc = (load_vocoder(vocoder, device=device, precision=vocoder_precision, trust=trust) if vocoder
+               else load_vocoder(None))
         log.info("loaded %s: %s", transformer, spec.describe())
         return cls(model, voc, spec, device=device, precision=precision,
                    feature_weights=None if feature_weights is None else str(feature_weights),

@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from specvqgan.checkpoint import run_config_files, safe_checkpoint_io
 from specvqgan.config import ConfigError, instantiate_from_config, load_config
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
             logdir, ckpt = path, path / "checkpoints" / "last.ckpt"
             if not ckpt.is_file():
                 raise FileNotFoundError(f"cannot resume: {ckpt} not found")
-        saved = sorted((logdir / "configs").glob("*-project.yaml"))
+        saved = run_config_files(logdir)
         if ckpt.name != "last.ckpt":
             logdir = _branch_dir(logdir, ckpt, now)
             log.warning("resuming from %s (not last.ckpt): this run writes to %s", ckpt, logdir)
@@ -139,24 +140,26 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, dirs: RunDirs) -> pl.Trainer:
-    """A Trainer from ``lightning.trainer`` (any Trainer kwarg) with our logger and callbacks."""
+def build_trainer(cfg: DictConfig, dirs: RunDirs, trust_checkpoint: bool = False) -> pl.Trainer:
+    """A Trainer from ``lightning.trainer`` (any Trainer kwarg) with our logger and callbacks; it reads
+    checkpoints (resume) through :mod:`specvqgan.checkpoint` (``trust_checkpoint``: in full)."""
     trainer_kwargs = OmegaConf.to_container(cfg.get("lightning", {}).get("trainer", {}) or {}, resolve=True)
-    for forbidden in ("logger", "callbacks", "default_root_dir"):
+    for forbidden in ("logger", "callbacks", "default_root_dir", "plugins"):
         if forbidden in trainer_kwargs:
             raise ConfigError(f"lightning.trainer.{forbidden} is set by train.py; remove it from the config")
     trainer_kwargs.setdefault("accelerator", "auto")
     logger = TensorBoardLogger(save_dir=str(dirs.logdir), name="", version="tensorboard")
     try:
         return pl.Trainer(logger=logger, callbacks=build_callbacks(cfg, dirs), default_root_dir=str(dirs.logdir),
-                          **trainer_kwargs)
+                          plugins=[safe_checkpoint_io(trust_checkpoint)], **trainer_kwargs)
     except TypeError as err:
         raise ConfigError(f"bad lightning.trainer option: {err}") from err
 
 
 def run(base: list[str], overrides: list[str], train: bool = True, resume: str | None = None,
-        name: str | None = None, seed: int = 23, logroot: str = "logs") -> RunDirs:
-    """Load configs, build data/model/trainer, then fit (``train``) or validate. Returns the run dirs."""
+        name: str | None = None, seed: int = 23, logroot: str = "logs", trust_checkpoint: bool = False) -> RunDirs:
+    """Load configs, build data/model/trainer, then fit (``train``) or validate. Returns the run dirs.
+    ``trust_checkpoint``: read the checkpoint to resume in full (``weights_only=False``)."""
     now = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     dirs = resolve_run(base, resume, name, logroot, now)
     cfg = load_config(dirs.base_configs, overrides)
@@ -172,7 +175,7 @@ def run(base: list[str], overrides: list[str], train: bool = True, resume: str |
     model = instantiate_from_config(cfg.model)
     if "base_learning_rate" in cfg.model:
         model.base_learning_rate = float(cfg.model.base_learning_rate)
-    trainer = build_trainer(cfg, dirs)
+    trainer = build_trainer(cfg, dirs, trust_checkpoint)
     if train:
         ckpt = str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None
         trainer.fit(model, datamodule=data, ckpt_path=ckpt)

@@ -16,6 +16,8 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    from specvqgan.checkpoint import add_trust_argument
+
     parser = argparse.ArgumentParser(prog="python -m vocoder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mel", type=Path, help="input .npy mel spectrogram (80, T) or (B, 80, T)")
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", choices=["auto", "fast", "eager"],
                         help="MelGAN implementation: auto = vocoder.fast on CPU, the nn.Module elsewhere")
     parser.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations")
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
 
     from specvqgan.audio import SR, save_audio
@@ -37,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: mel file not found: {args.mel}", file=sys.stderr)
         return 2
     try:
-        mel = np.load(args.mel)
+        mel = np.load(args.mel, allow_pickle=False)
         if args.ckpt:
-            vocoder = MelGANVocoder.from_checkpoint(args.ckpt, precision=args.precision, device=args.device,
-                                                    backend=args.backend)
+            vocoder = MelGANVocoder.from_checkpoint(args.ckpt, trust=args.trust_checkpoint, precision=args.precision,
+                                                    device=args.device, backend=args.backend)
         else:
             vocoder = GriffinLimVocoder(n_iter=args.n_iter)
         start = time.perf_counter()

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from specvqgan.audio import HOP, N_MELS, SR, mel_to_wav
+from specvqgan.checkpoint import read
 from vocoder.fast import FastGenerator
 from vocoder.modules import Generator
 
@@ -29,6 +30,7 @@ REFERENCE_ARGS = {"n_mel_channels": 80, "ngf": 32, "n_residual_layers": 3}  # vo
 INPUT_RANGES = ("0,1", "-1,1")
 BACKENDS = ("auto", "fast", "eager")
 PRECISIONS = ("fp32", "bf16", "int8")
+WHAT = "vocoder checkpoint"
 
 
 class _ArgsLoader(yaml.SafeLoader):
@@ -63,19 +65,14 @@ def read_reference_args(path: str | Path) -> dict:
     return {k: int(args[k]) for k in REFERENCE_ARGS}
 
 
-def _read_torch(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"cannot read vocoder checkpoint {path}: {err}") from err
-
-
-def load_generator(path: str | Path) -> Generator:
+def load_generator(path: str | Path, trust: bool = False) -> Generator:
     """Build a :class:`Generator` from any supported checkpoint layout and load it strictly.
 
     * a folder with ``best_netG.pt`` (plain state_dict) + ``args.yml`` (the reference release);
     * a plain generator state_dict file (``model.*`` keys; paper-size args, or ``args.yml`` beside it);
-    * our Lightning ``.ckpt`` or ``export_checkpoint`` file (``generator.*`` keys + config).
+    * our Lightning ``.ckpt`` or exported file (``generator.*`` keys + config).
+
+    ``trust``: read the weights in full (``weights_only=False``; see :func:`specvqgan.checkpoint.read`).
     """
     path = Path(path)
     if path.is_dir():
@@ -83,10 +80,10 @@ def load_generator(path: str | Path) -> Generator:
         for f in (weights, args_file):
             if not f.is_file():
                 raise FileNotFoundError(f"vocoder folder {path} lacks {f.name} (expected best_netG.pt + args.yml)")
-        return _build(_gen_kwargs(read_reference_args(args_file)), _read_torch(weights), weights)
+        return _build(_gen_kwargs(read_reference_args(args_file)), read(weights, trust=trust, what=WHAT), weights)
     if not path.is_file():
         raise FileNotFoundError(f"vocoder checkpoint not found: {path}")
-    ckpt = _read_torch(path)
+    ckpt = read(path, trust=trust, what=WHAT)
     if isinstance(ckpt, Mapping) and "state_dict" in ckpt:  # ours: Lightning .ckpt or exported file
         config = ckpt.get("config") or {}
         if isinstance(config, Mapping) and "model" in config:
@@ -197,10 +194,11 @@ class MelGANVocoder:
         return (self.fast or self.generator)(x)[:, 0]
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> "MelGANVocoder":
+    def from_checkpoint(cls, path: str | Path, trust: bool = False, **kwargs) -> "MelGANVocoder":
         """From a reference folder (``best_netG.pt`` + ``args.yml``), a plain ``best_netG.pt``, our
-        Lightning ``.ckpt`` or an exported ``{state_dict, config}`` file. kwargs: see the class."""
-        return cls(load_generator(path), **kwargs)
+        Lightning ``.ckpt`` or an exported ``{state_dict, config}`` file (``trust``: see
+        :func:`load_generator`). kwargs: see the class."""
+        return cls(load_generator(path, trust=trust), **kwargs)
 
     @torch.inference_mode()
     def vocode(self, mel: Any, input_range: str = "0,1"):
@@ -259,9 +257,10 @@ class GriffinLimVocoder:
     __call__ = vocode
 
 
-def load_vocoder(ckpt: str | Path | None = None, **kwargs):
-    """MelGAN from ``ckpt`` when given, else the Griffin-Lim fallback. kwargs go to the vocoder."""
+def load_vocoder(ckpt: str | Path | None = None, trust: bool = False, **kwargs):
+    """MelGAN from ``ckpt`` when given (``trust``: see :func:`load_generator`), else the Griffin-Lim
+    fallback. kwargs go to the vocoder."""
     if ckpt is None:
         return GriffinLimVocoder(**kwargs)
-    return MelGANVocoder.from_checkpoint(ckpt, **kwargs)
+    return MelGANVocoder.from_checkpoint(ckpt, trust=trust, **kwargs)
 

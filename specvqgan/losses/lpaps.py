@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from specvqgan.models.base import read_checkpoint
+from specvqgan.checkpoint import read
 from specvqgan.modules.classifiers.vggishish import (VGG16_CONV_LAYERS, infer_conv_layers, load_mel_stats_txt,
                                                     make_features)
 
@@ -239,7 +239,7 @@ def read_lpaps_weights(path: str | Path) -> dict:
     Returns {'features': {features.<i>.*: Tensor}, 'means', 'stds': (F,) arrays or None,
     'lpaps': full LPAPS state dict or None}. `classifier.*` keys are ignored (LPAPS does not use them).
     """
-    obj = read_checkpoint(path)
+    obj = read(path, what='LPAPS weight file')
     sd = obj
     if isinstance(obj, Mapping) and isinstance(obj.get('state_dict'), Mapping):
         sd = obj['state_dict']

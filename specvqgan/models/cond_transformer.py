@@ -144,19 +144,16 @@ class Net2NetTransformer(BaseModel):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path: str) -> 'Net2NetTransformer':
-        """Rebuild from a self-describing checkpoint (``train.py`` ``.ckpt`` or an exported ``.pt``) in
-        eval mode. The codebook weights come from the checkpoint itself, so the first stage's
-        ``ckpt_path`` recorded in the config is not needed (it may no longer exist)."""
-        from specvqgan.models.base import model_config_of, read_checkpoint
-        ckpt = read_checkpoint(path)
-        full = ckpt.get('config')
-        if isinstance(full, dict) and 'model' in full:  # train.py stores the whole (unresolved) config
-            full = OmegaConf.create(full)
-            OmegaConf.resolve(full)
-            config = full.model
-        else:
-            config = OmegaConf.create(model_config_of(ckpt, path))
+    def from_checkpoint(cls, path: str, trust: bool = False) -> 'Net2NetTransformer':
+        """Rebuild from a checkpoint (``train.py`` ``.ckpt``, an exported ``.pt`` or the authors' run
+        layout) in eval mode, strictly. The codebook weights come from the checkpoint itself, so the
+        first stage's ``ckpt_path`` recorded in the config is not needed (it may no longer exist).
+        ``trust``: read the file with ``weights_only=False`` (see :func:`specvqgan.checkpoint.read`)."""
+        from specvqgan.checkpoint import CheckpointError, model_config, read
+        ckpt = read(path, trust=trust)
+        config = OmegaConf.create(model_config(ckpt, path))
+        if 'first_stage_config' not in (config.get('params') or {}):
+            raise CheckpointError(f'checkpoint {path} is not a Net2NetTransformer (model {config.target})')
         config.params.first_stage_config.params.ckpt_path = None
         config.params.ckpt_path = None
         model = instantiate_from_config(config)
@@ -166,8 +163,8 @@ class Net2NetTransformer(BaseModel):
     def init_from_ckpt(self, path: str, ignore_keys: Sequence[str] = ()) -> None:
         """Load a Lightning/exported checkpoint; keys starting with ``ignore_keys`` are skipped and
         must be the only missing ones (no silent partial loads)."""
-        from specvqgan.models.vqgan import load_state_dict_file
-        sd = load_state_dict_file(path)
+        from specvqgan.checkpoint import read_state_dict
+        sd = read_state_dict(path)
         sd = {k: v for k, v in sd.items() if not any(k.startswith(ik) for ik in ignore_keys)}
         missing, unexpected = self.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not any(k.startswith(ik) for ik in ignore_keys)]

@@ -16,22 +16,12 @@ import torch
 from torch import nn
 
 from specvqgan.config import instantiate_from_config
-from specvqgan.models.base import BaseModel, read_checkpoint
+from specvqgan.checkpoint import read_state_dict
+from specvqgan.models.base import BaseModel
 from specvqgan.modules.vqgan.encoder_decoder import Decoder, Decoder1d, Encoder, Encoder1d
 from specvqgan.modules.vqgan.quantize import VectorQuantizer, VectorQuantizer1d
 
 log = logging.getLogger(__name__)
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict from a Lightning ``.ckpt`` (``['state_dict']``), an exported
-    ``{state_dict, config}`` file, or a plain state_dict file."""
-    ckpt = read_checkpoint(path)
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path} holds no state_dict (expected a Lightning .ckpt, an exported "
-                         f"{{state_dict, config}} file or a plain state_dict)")
-    return dict(sd)
 
 
 class VQModel(BaseModel):
@@ -81,11 +71,11 @@ class VQModel(BaseModel):
 
     # ------------------------------------------------------------------ checkpoints
     def init_from_ckpt(self, path: str | Path, ignore_keys: Sequence[str] = ()) -> None:
-        """Load weights from ``path`` (see :func:`load_state_dict_file`). Keys starting with
+        """Load weights from ``path`` (see :func:`specvqgan.checkpoint.read_state_dict`). Keys starting with
         ``ignore_keys`` are dropped (those weights keep their init), and so are ``loss.*`` keys when this model
         has no loss weights (a training checkpoint loaded into a frozen first stage); any other missing or
         unexpected key is an error (strict)."""
-        sd = load_state_dict_file(path)
+        sd = read_state_dict(path)
         sd = {k: v for k, v in sd.items() if not any(k.startswith(ik) for ik in ignore_keys)}
         own = self.state_dict()
         if not any(k.startswith("loss.") for k in own):

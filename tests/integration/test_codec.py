@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from specvqgan.codec import Codes, SpectrogramCodec, load_codebook
-from specvqgan.models.base import export_checkpoint
+from specvqgan.checkpoint import export as export_checkpoint
 from specvqgan.models.vqgan import VQModel
 
 REPO = Path(__file__).resolve().parents[2]

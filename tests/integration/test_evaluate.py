@@ -71,7 +71,7 @@ def test_cli_end_to_end(setup):
     assert report["counts"]["generated"] == 14 and report["counts"]["reference"] == 6
     assert report["config"]["crop"] == 160
     assert report["unreadable"][0][0].endswith("broken_sample_0.npy")
-    assert len(list((gen / ".melception_cache").glob("melception_*.pt"))) == 2
+    assert len(list((gen / ".melception_cache").glob("melception_*.npz"))) == 2
     # the library call (no cache) gives the same numbers
     direct = evaluate(gen, real, ckpt, device="cpu", kid_subsets=10)
     for key, value in direct["metrics"].items():

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from feature_extraction.media import MediaError, probe, write_mp4
 from specvqgan.audio import HOP, SR
 from specvqgan.config import instantiate_from_config
-from specvqgan.models.base import export_checkpoint
+from specvqgan.checkpoint import export as export_checkpoint
 from specvqgan.pipeline import GenerationError, VideoToSound
 from vocoder.modules import Generator
 

@@ -87,3 +87,37 @@ def test_extract_features_unreadable_batching_and_cache(recipe, tmp_path, monkey
     np.save(folder / "v0_sample_0.npy", rng.random((80, 101), dtype=np.float32))
     with pytest.raises(pytest.fail.Exception, match="cache not used"):
         F.extract_features(scorer, source, crop=96, cache_dir=tmp_path / "cache", checkpoint="tiny")
+
+
+def test_cache_is_npz_and_a_bad_cache_is_recomputed(recipe, tmp_path):
+    """The cache holds no pickles: a truncated file or a pickle payload under its name is recomputed
+    (the payload never runs) and replaced by a good file."""
+    import os
+
+    folder = tmp_path / "mels"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        np.save(folder / f"v{i}_sample_0.npy", rng.random((80, 100), dtype=np.float32))
+    scorer = F.MelceptionScorer(_tiny(recipe), F.load_stats())
+    source = F.MelSource.from_folder(folder)
+    first = F.extract_features(scorer, source, crop=96, cache_dir=tmp_path / "cache", checkpoint="tiny")
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert cache.suffix == ".npz" and not F.Features.load(cache).unreadable
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    good = cache.read_bytes()
+    for bad in (good[: len(good) // 2], b"", "payload"):
+        if bad == "payload":
+            torch.save({"paths": Payload()}, cache)
+        else:
+            cache.write_bytes(bad)
+        again = F.extract_features(scorer, source, crop=96, cache_dir=tmp_path / "cache", checkpoint="tiny")
+        assert again.paths == first.paths and torch.allclose(again.pool, first.pool)
+        assert torch.equal(F.Features.load(cache).pool, again.pool)   # rewritten whole
+    assert not marker.exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.name]  # no temporary files left

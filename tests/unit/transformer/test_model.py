@@ -98,7 +98,7 @@ def test_sample_and_decode_shapes(model):
 
 
 def test_checkpoint_round_trip(model, tmp_path):
-    from specvqgan.models.base import export_checkpoint, load_model
+    from specvqgan.checkpoint import build_model as load_model, export as export_checkpoint
     path = export_checkpoint(model, OmegaConf.create(TINY), tmp_path / 'tiny.pt')
     loaded = load_model(path)
     for k, v in model.state_dict().items():
