@@ -10,14 +10,19 @@ Command line::
 Files go to ``--cache-dir`` or ``$SPECVQGAN_CACHE`` or ``$XDG_CACHE_HOME/specvqgan`` or
 ``~/.cache/specvqgan``. A download is written to ``<file>.part`` and resumed with an HTTP ``Range``
 request after a broken connection (in the same run, up to ``--retries`` times, or in a later run);
-only a file whose md5 equals the published one is renamed to its final name. ``.tar.gz`` releases are
+only a file whose md5 equals the published one (and whose git blob hash equals the pinned one, for the
+MelGAN files kept in the reference repository) is renamed to its final name. ``.tar.gz`` releases are
 unpacked to ``<cache>/<name>/`` (with tar's ``data`` filter) and the archive is deleted. A release
 already present and verified is not fetched again. ``--base-url`` / ``$SPECVQGAN_BASE_URL`` reads every
-file from ``<base>/<path>`` instead (a mirror, or a local server in the tests).
+file from ``<base>/<path>`` instead (a mirror, or a local server in the tests); a plain ``http://`` URL
+is refused unless ``--allow-http`` is given. Processes fetching the same release at once take turns
+(a lock file ``<cache>/.locks/<name>``): the second finds the release present.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
@@ -59,12 +64,42 @@ def url_of(remote: RemoteFile, base_url: Optional[str] = None) -> str:
     return f"{base.rstrip('/')}/{remote.path}"
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
+def _hash_file(path: Path, h) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return _hash_file(path, hashlib.md5())
+
+
+def _sha256(path: Path) -> str:
+    return _hash_file(path, hashlib.sha256())
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git blob hash of a file: sha1 of ``b"blob <size>\0" + content``."""
+    return _hash_file(path, hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()))
+
+
+@contextlib.contextmanager
+def _release_lock(cache: Path, name: str):
+    """Exclusive lock on ``<cache>/.locks/<name>`` while a release is fetched (released on exit or death)."""
+    (cache / ".locks").mkdir(exist_ok=True)
+    with open(cache / ".locks" / name, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_scheme(url: str, allow_http: bool) -> None:
+    if url.startswith("http://") and not allow_http:
+        raise DownloadError(f"refusing the plain-http URL {url} (no transport security); use https, or pass "
+                            f"--allow-http (allow_http=True) for a mirror you trust on your own network")
 
 
 def _content_range_start(value: Optional[str]) -> Optional[int]:
@@ -131,12 +166,13 @@ def _progress_bar(url: str, initial: int, total: Optional[int], enabled: bool):
 
 
 def fetch(url: str, dest: Path, md5: Optional[str], *, timeout: float = 60.0, retries: int = 5,
-          progress: bool = True) -> str:
+          progress: bool = True, git_sha1: Optional[str] = None, sha256_prefix: Optional[str] = None) -> str:
     """Download ``url`` to ``dest`` via ``dest.part`` (resumed if present) and return the file's md5.
 
-    A broken connection is resumed with a ``Range`` request up to ``retries`` times. If ``md5`` is given and
-    differs, nothing is kept (neither ``dest`` nor the ``.part``) and :class:`DownloadError` says so; a
-    resumed ``.part`` that fails the check is first re-fetched once from scratch (it may be stale).
+    A broken connection is resumed with a ``Range`` request up to ``retries`` times. If ``md5`` (or the git
+    blob hash ``git_sha1``, or the ``sha256_prefix``) is given and differs, nothing is kept (neither ``dest``
+    nor the ``.part``) and :class:`DownloadError` says so; a resumed ``.part`` that fails the check is first
+    re-fetched once from scratch (it may be stale).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -159,13 +195,20 @@ def fetch(url: str, dest: Path, md5: Optional[str], *, timeout: float = 60.0, re
         raise DownloadError(f"download of {url} kept breaking off ({retries + 1} attempts, {size} bytes in "
                             f"{part}); run the same command again to resume")
     digest = md5sum(part)
+    bad = None
     if md5 is not None and digest != md5:
+        bad = f"md5 mismatch for {url}: expected {md5}, got {digest}"
+    elif git_sha1 is not None and git_blob_sha1(part) != git_sha1:
+        bad = f"git blob hash mismatch for {url}: expected {git_sha1}, got {git_blob_sha1(part)}"
+    elif sha256_prefix and not _sha256(part).startswith(sha256_prefix):
+        bad = f"sha256 mismatch for {url}: got {_sha256(part)[:16]}..., the file name says {sha256_prefix}"
+    if bad:
         part.unlink()
         if resumed:
-            log.warning("md5 of the resumed %s is wrong (stale partial file?); downloading it again", part)
-            return fetch(url, dest, md5, timeout=timeout, retries=retries, progress=progress)
-        raise DownloadError(f"md5 mismatch for {url}: expected {md5}, got {digest}; the download was deleted "
-                            f"and nothing was saved as {dest}")
+            log.warning("the resumed %s fails its check (stale partial file?); downloading it again", part)
+            return fetch(url, dest, md5, timeout=timeout, retries=retries, progress=progress, git_sha1=git_sha1,
+                         sha256_prefix=sha256_prefix)
+        raise DownloadError(f"{bad}; the download was deleted and nothing was saved as {dest}")
     os.replace(part, dest)
     return digest
 
@@ -212,11 +255,20 @@ def is_present(release: Release, cache_dir: Optional[Path] = None, verify: bool 
         dest = cache / remote.dest
         if not dest.is_file():
             return False
-        if verify:
-            want = remote.md5 or _recorded_md5(dest)
-            if want is not None and md5sum(dest) != want:
-                log.warning("%s is present but its md5 is not %s", dest, want)
-                return False
+        if verify and not _verified(remote, dest):
+            return False
+    return True
+
+
+def _verified(remote: RemoteFile, dest: Path) -> bool:
+    """Whether ``dest`` matches the published md5, the pinned git blob hash, or the md5 recorded at download."""
+    if remote.git_sha1 is not None and git_blob_sha1(dest) != remote.git_sha1:
+        log.warning("%s does not have the git blob hash %s", dest, remote.git_sha1)
+        return False
+    want = remote.md5 or (None if remote.git_sha1 else _recorded_md5(dest))
+    if want is not None and md5sum(dest) != want:
+        log.warning("%s does not have the md5 %s", dest, want)
+        return False
     return True
 
 
@@ -237,12 +289,25 @@ def local_path(name: str, cache_dir: Optional[Path] = None) -> Path:
 
 
 def download(name: str, cache_dir: Optional[Path] = None, *, base_url: Optional[str] = None, force: bool = False,
-             keep_archive: bool = False, timeout: float = 60.0, retries: int = 5, progress: bool = True) -> Path:
+             keep_archive: bool = False, timeout: float = 60.0, retries: int = 5, progress: bool = True,
+             allow_http: bool = False) -> Path:
     """Fetch release ``name`` (md5-checked, resumable, unpacked) into the cache; return its loader path.
-    Already present and verified -> no network (``force`` fetches again)."""
+    Already present and verified -> no network (``force`` fetches again). ``allow_http``: accept a plain
+    ``http://`` base URL. Concurrent calls for the same release (any process) take turns."""
     release = find_release(name)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    for remote in release.files:
+        _check_scheme(url_of(remote, base_url), allow_http)
+    with _release_lock(cache, release.name):
+        fetched = _download_files(release, cache, base_url, force, keep_archive, timeout, retries, progress)
+    log.info("%s is %s in %s", release.name, "ready" if fetched else "already", cache)
+    return cache / release.use
+
+
+def _download_files(release: Release, cache: Path, base_url: Optional[str], force: bool, keep_archive: bool,
+                    timeout: float, retries: int, progress: bool) -> int:
+    """Fetch the missing or unverified files of ``release``; returns how many were fetched."""
     fetched = 0
     for remote in release.files:
         url = url_of(remote, base_url)
@@ -258,33 +323,17 @@ def download(name: str, cache_dir: Optional[Path] = None, *, base_url: Optional[
             fetched += 1
             continue
         if dest.is_file() and not force:
-            want = remote.md5 or _recorded_md5(dest)
-            if want is None or md5sum(dest) == want:
+            if _verified(remote, dest):
                 continue
-            log.warning("%s does not have the md5 %s; removing it and downloading again", dest, want)
+            log.warning("removing %s and downloading it again", dest)
         dest.unlink(missing_ok=True)  # a failed fetch must leave nothing under the final name
-        digest = fetch(url, dest, remote.md5, timeout=timeout, retries=retries, progress=progress)
+        digest = fetch(url, dest, remote.md5, timeout=timeout, retries=retries, progress=progress,
+                       git_sha1=remote.git_sha1, sha256_prefix=remote.sha256_prefix)
         fetched += 1
-        _check_sha256_prefix(dest, remote, url)
-        if remote.md5 is None:
+        if remote.md5 is None and remote.git_sha1 is None:
             dest.with_name(dest.name + ".md5").write_text(f"{digest}  {dest.name}\n")
             log.warning("%s has no published md5; recorded the downloaded file's md5 %s", url, digest)
-    log.info("%s is %s in %s", release.name, "ready" if fetched else "already", cache)
-    return cache / release.use
-
-
-def _check_sha256_prefix(dest: Path, remote: RemoteFile, url: str) -> None:
-    """Model-zoo files name the prefix of their sha256: a mismatch removes the file (DownloadError)."""
-    if not remote.sha256_prefix:
-        return
-    h = hashlib.sha256()
-    with open(dest, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    if not h.hexdigest().startswith(remote.sha256_prefix):
-        dest.unlink()
-        raise DownloadError(f"sha256 mismatch for {url}: got {h.hexdigest()[:16]}..., the file name says "
-                            f"{remote.sha256_prefix}; removed {dest}")
+    return fetched
 
 
 def _list(cache: Path) -> str:
@@ -309,6 +358,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $SPECVQGAN_CACHE or ~/.cache/specvqgan")
     parser.add_argument("--base-url", default=None, help="read files from <base>/<path> (default: $SPECVQGAN_BASE_URL "
                                                          "or the authors' hosts)")
+    parser.add_argument("--allow-http", action="store_true",
+                        help="accept a plain-http --base-url / $SPECVQGAN_BASE_URL (no transport security)")
     parser.add_argument("--force", action="store_true", help="download again even if present")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after unpacking")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
@@ -334,7 +385,7 @@ def main(argv=None) -> int:
             else:
                 path = download(rel.name, cache, base_url=args.base_url, force=args.force,
                                 keep_archive=args.keep_archive, timeout=args.timeout, retries=args.retries,
-                                progress=not args.quiet)
+                                progress=not args.quiet, allow_http=args.allow_http)
         except (DownloadError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             status = 1

@@ -3,8 +3,9 @@
 Every entry was copied from the reference repository (github.com/v-iashin/SpecVQGAN): the README
 tables "Codebooks" / "Transformers" / "VGGish-ish, Melception, and MelGAN", ``specvqgan/util.py``
 (``URL_MAP`` / ``MD5_MAP``) and ``feature_extraction/demo_utils.py`` (``maybe_download_model``).
-MD5 sums are the published ones; ``md5=None`` means the authors published none (the MelGAN files, the
-MelGAN training state), in which case the downloader records the md5 it computed and says so.
+MD5 sums are the published ones; ``md5=None`` means the authors published none: the MelGAN release files
+are then pinned by their git blob hashes in the reference repository, and for the MelGAN training state
+the downloader records the md5 it computed and says so.
 FID / MKL are the README's numbers (paper Tables 1-3); nothing here was measured by this project.
 
 Hosts: ``a3s`` is the authors' object store, ``github`` the reference repository (MelGAN lives in git
@@ -33,8 +34,10 @@ HOSTS: Dict[str, str] = {
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a release: ``path`` on the host, its published ``md5`` (or None), where it goes in the cache
-    (``dest``, relative to the cache dir), whether it is a ``.tar.gz`` to unpack (``archive``) and the sha256
-    prefix its file name carries (``sha256_prefix``, model-zoo files), checked after download."""
+    (``dest``, relative to the cache dir), whether it is a ``.tar.gz`` to unpack (``archive``), the sha256
+    prefix its file name carries (``sha256_prefix``, model-zoo files) and, for files kept in the reference
+    git repository, their git blob hash there (``git_sha1``: sha1 of ``b"blob <size>\0" + content``), which
+    pins files the authors published no md5 for. All are checked before a download gets its final name."""
 
     path: str
     md5: Optional[str]
@@ -42,6 +45,7 @@ class RemoteFile:
     host: str = "a3s"
     archive: bool = False
     sha256_prefix: Optional[str] = None
+    git_sha1: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,10 @@ RELEASES: Tuple[Release, ...] = (
               "VAS codebook (128 codes)", 6.0, 1.0, "vas_codebook"),
     *(_transformer(*row) for row in _TRANSFORMERS),
     Release("melgan_vggsound", "vocoder", "MelGAN vocoder trained on VGGSound (reference vocoder/logs/vggsound)",
-            (RemoteFile("vocoder/logs/vggsound/best_netG.pt", None, "melgan/vggsound/best_netG.pt", host="github"),
-             RemoteFile("vocoder/logs/vggsound/args.yml", None, "melgan/vggsound/args.yml", host="github")),
+            (RemoteFile("vocoder/logs/vggsound/best_netG.pt", None, "melgan/vggsound/best_netG.pt", host="github",
+                        git_sha1="3277182de0554b2a4016ee42c9d0d4127c06ad8c"),
+             RemoteFile("vocoder/logs/vggsound/args.yml", None, "melgan/vggsound/args.yml", host="github",
+                        git_sha1="173f2720acf1b3e6cd3cb7cab60e83d97cd358cb")),
             "melgan/vggsound", "MelGANVocoder.from_checkpoint('{path}') / python -m vocoder --ckpt {path}",
             aliases=("melgan",)),
     Release("melgan_vggsound_train", "vocoder", "MelGAN training state (netG/netD/optG/optD), to continue training",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -46,7 +47,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
         cut = srv.drop.pop(self.path, None)
-        self.wfile.write(body[start:] if cut is None else body[start:start + cut])
+        body = body[start:] if cut is None else body[start:start + cut]
+        if srv.slow:
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            time.sleep(srv.slow)
+            body = body[len(body) // 2:]
+        self.wfile.write(body)
         self.close_connection = True
 
     def log_message(self, *args):  # keep pytest output clean
@@ -56,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.drop, srv.log = {}, {}, []
+    srv.files, srv.drop, srv.log, srv.slow = {}, {}, [], 0.0
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -82,13 +89,25 @@ def _targz(files: dict) -> bytes:
 def _patch_md5(monkeypatch, name: str, *md5s):
     """Replace the published md5s of release ``name`` (in order of its files) for the test."""
     rel = find_release(name)
-    files = tuple(type(f)(f.path, m, f.dest, f.host, f.archive) for f, m in zip(rel.files, md5s))
+    files = tuple(type(f)(**{**f.__dict__, "md5": m}) for f, m in zip(rel.files, md5s))
     patched = type(rel)(**{**rel.__dict__, "files": files})
     monkeypatch.setattr(dl, "find_release", lambda n: patched if n in (rel.name, *rel.aliases) else find_release(n))
     return patched
 
 
-KW = dict(timeout=5, retries=2, progress=False)
+KW = dict(timeout=5, retries=2, progress=False, allow_http=True)  # the local test server speaks plain http
+
+
+def _git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _pin_melgan(monkeypatch, generator: bytes, args: bytes):
+    """Pin the MelGAN files of the registry to the git blob hashes of test contents."""
+    rel = find_release("melgan")
+    files = tuple(type(f)(**{**f.__dict__, "git_sha1": _git_sha1(data)}) for f, data in zip(rel.files, (generator, args)))
+    patched = type(rel)(**{**rel.__dict__, "files": files})
+    monkeypatch.setattr(dl, "find_release", lambda n: patched if n in (rel.name, *rel.aliases) else find_release(n))
 
 
 def test_plain_file_downloaded_md5_checked_and_idempotent(server, tmp_path, repo_root, monkeypatch):
@@ -114,7 +133,7 @@ def test_bad_md5_keeps_nothing_and_says_so(server, tmp_path, monkeypatch):
     with pytest.raises(dl.DownloadError, match=r"md5 mismatch for http://127\.0\.0\.1:\d+/melception.*"
                                                r"expected a71a41041e945b457c7d3d814bbcf72d"):
         dl.download("melception", tmp_path, base_url=server.url, **KW)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []
     with pytest.raises(FileNotFoundError, match="python -m specvqgan.download melception"):
         dl.local_path("melception", tmp_path)
 
@@ -177,14 +196,70 @@ def test_archive_escaping_the_cache_is_refused(server, tmp_path, monkeypatch):
 
 
 def test_unpublished_md5_is_recorded_and_checked(server, tmp_path):
+    files = ("netG.pt", "netD.pt", "optG.pt", "optD.pt")
+    server.files = {f"/melgan_ckpt/{f}": f.encode() * 3 for f in files}
+    path = dl.download("melgan_vggsound_train", tmp_path, base_url=server.url, **KW)
+    assert path == tmp_path / "melgan/vggsound_train/netG.pt" and path.read_bytes() == b"netG.pt" * 3
+    assert path.with_name("netG.pt.md5").read_text().split()[0] == _md5(b"netG.pt" * 3)
+    path.write_bytes(b"corrupted")  # no longer matches the recorded md5 -> fetched again
+    dl.download("melgan_vggsound_train", tmp_path, base_url=server.url, **KW)
+    assert path.read_bytes() == b"netG.pt" * 3
+    assert [p for p, _ in server.log].count("/melgan_ckpt/netG.pt") == 2
+
+
+def test_melgan_is_pinned_by_git_blob_hashes(server, tmp_path, monkeypatch):
+    """The registry pins the reference repository's blobs; other content never lands under the final name."""
+    assert [f.git_sha1 for f in find_release("melgan").files] == [
+        "3277182de0554b2a4016ee42c9d0d4127c06ad8c", "173f2720acf1b3e6cd3cb7cab60e83d97cd358cb"]
     server.files = {"/vocoder/logs/vggsound/best_netG.pt": b"generator", "/vocoder/logs/vggsound/args.yml": b"ngf: 32\n"}
+    with pytest.raises(dl.DownloadError, match=r"git blob hash mismatch for .*best_netG\.pt: expected 3277182d"):
+        dl.download("melgan", tmp_path, base_url=server.url, **KW)
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []
+    _pin_melgan(monkeypatch, b"generator", b"ngf: 32\n")
     path = dl.download("melgan", tmp_path, base_url=server.url, **KW)
-    assert path == tmp_path / "melgan/vggsound" and (path / "best_netG.pt").read_bytes() == b"generator"
-    assert (path / "best_netG.pt.md5").read_text().split()[0] == _md5(b"generator")
-    (path / "best_netG.pt").write_bytes(b"corrupted")  # no longer matches the recorded md5 -> fetched again
+    assert (path / "best_netG.pt").read_bytes() == b"generator" and not (path / "best_netG.pt.md5").exists()
+    (path / "args.yml").write_bytes(b"ngf: 64\n")  # tampered in the cache: not verified, fetched again
+    assert dl.is_present(dl.find_release("melgan"), tmp_path) and not dl.is_present(
+        dl.find_release("melgan"), tmp_path, verify=True)
     dl.download("melgan", tmp_path, base_url=server.url, **KW)
-    assert (path / "best_netG.pt").read_bytes() == b"generator"
-    assert [p for p, _ in server.log].count("/vocoder/logs/vggsound/best_netG.pt") == 2
+    assert (path / "args.yml").read_bytes() == b"ngf: 32\n"
+
+
+def test_plain_http_needs_an_explicit_opt_in(server, tmp_path, monkeypatch):
+    kw = {**KW, "allow_http": False}
+    with pytest.raises(dl.DownloadError, match=r"refusing the plain-http URL http://127.*--allow-http"):
+        dl.download("lpaps", tmp_path, base_url=server.url, **kw)
+    monkeypatch.setenv("SPECVQGAN_BASE_URL", server.url)
+    with pytest.raises(dl.DownloadError, match="plain-http"):
+        dl.download("lpaps", tmp_path, **kw)
+    assert server.log == []
+    monkeypatch.setenv("SPECVQGAN_CACHE", str(tmp_path))
+    assert dl.main(["lpaps", "-q"]) == 1 and server.log == []
+
+
+def test_two_concurrent_fetches_of_a_release_both_succeed(server, tmp_path, monkeypatch):
+    """Two fetchers at once (threads holding separate lock handles, as two processes would) take turns:
+    both return the verified path, the file is fetched once, and no partial file is left."""
+    data = bytes(range(256)) * 2000
+    _patch_md5(monkeypatch, "melception", _md5(data))
+    server.files = {"/melception-21-05-10T09-28-40.pt": data}
+    server.slow = 0.3  # seconds in the middle of each body: the two transfers would overlap
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(dl.download("melception", tmp_path, base_url=server.url, **KW))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(results) == 2 and results[0] == results[1]
+    assert results[0].read_bytes() == data and len(server.log) == 1
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_http_errors_name_the_url(server, tmp_path):
@@ -192,14 +267,15 @@ def test_http_errors_name_the_url(server, tmp_path):
         dl.download(CODEBOOK, tmp_path, base_url=server.url, **KW)
     dead = "http://127.0.0.1:9"  # discard port: connection refused
     with pytest.raises(dl.DownloadError, match=r"cannot download http://127\.0\.0\.1:9/lpaps\.pt"):
-        dl.download("lpaps", tmp_path, base_url=dead, timeout=2, retries=0, progress=False)
+        dl.download("lpaps", tmp_path, base_url=dead, timeout=2, retries=0, progress=False, allow_http=True)
 
 
 def test_cli_fetches_lists_and_prints_paths(server, tmp_path, monkeypatch):
     monkeypatch.setenv("SPECVQGAN_BASE_URL", server.url)
     monkeypatch.setenv("SPECVQGAN_CACHE", str(tmp_path))
     server.files = {"/vocoder/logs/vggsound/best_netG.pt": b"g", "/vocoder/logs/vggsound/args.yml": b"a"}
-    assert dl.main(["melgan", "-q"]) == 0
+    _pin_melgan(monkeypatch, b"g", b"a")
+    assert dl.main(["melgan", "-q", "--allow-http"]) == 0
     assert dl.main(["--path", "melgan_vggsound"]) == 0
     assert dl.main(["--path", "melception"]) == 1  # not cached: an error, no download
     assert len(server.log) == 2
