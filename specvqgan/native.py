@@ -7,8 +7,11 @@ Nothing here is required: where no compiler is found, compilation fails, or ``SP
 :func:`load_library` warns once and returns ``None`` and the callers use their pure-torch path.
 
 The compiled file is keyed by the source, the flags, the compiler version and the CPU's flags, and is
-written atomically (concurrent first uses are safe). Cache folder: ``$SPECVQGAN_CACHE/native`` or
-``~/.cache/specvqgan/native``.
+written atomically (concurrent first uses are safe). Cache folder (per user, created 0700):
+``$SPECVQGAN_CACHE/native-<uid>`` or ``~/.cache/specvqgan/native-<uid>``. Loading a library runs its
+code, so a cached file is loaded only if this user owns it and nobody else can write it (or its folder);
+anything else, or a file that fails to load (corrupt, truncated), is removed and rebuilt once. Temporary
+files of killed builds are removed after an hour.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -29,6 +34,7 @@ import torch
 FLAGS = ['-O3', '-march=native', '-fPIC', '-shared', '-std=c++17', '-fopenmp', '-fno-math-errno']
 _LOADED: dict[str, Optional[ctypes.CDLL]] = {}
 _LOCK = threading.Lock()
+STALE_TMP_SECONDS = 3600  # a build takes seconds: older tmp*.so files are leftovers of killed builds
 
 
 def enabled() -> bool:
@@ -39,7 +45,35 @@ def enabled() -> bool:
 def cache_dir() -> Path:
     base = os.environ.get('SPECVQGAN_CACHE')
     root = Path(base).expanduser() if base else Path(os.environ.get('XDG_CACHE_HOME', '~/.cache')).expanduser() / 'specvqgan'
-    return root / 'native'
+    return root / f'native-{os.getuid()}'
+
+
+def _private_dir() -> Path:
+    """:func:`cache_dir`, created 0700; OSError if it is not this user's or others can write to it."""
+    path = cache_dir()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise OSError(f'{path} is not a folder owned by this user; refusing to use it as the kernel cache')
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _trusted_file(path: Path) -> bool:
+    """A regular file (not a link) owned by this user that neither group nor others can write."""
+    st = path.lstat()
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _clean_stale(folder: Path) -> None:
+    now = time.time()
+    for tmp in folder.glob('tmp*.so'):
+        try:
+            if now - tmp.lstat().st_mtime > STALE_TMP_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def _torch_openmp() -> list[str]:
@@ -94,6 +128,7 @@ def _compile(source: Path, out: Path, cxx: str) -> None:
         res = _run(cmd, source, COMPILE_TIMEOUT_S)
         if res.returncode != 0:
             raise RuntimeError(f'compiling {source} failed:\n{" ".join(cmd)}\n{res.stderr[-2000:]}')
+        os.chmod(tmp, 0o700)  # whatever the umask: nobody else may write what this process will load
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -128,10 +163,22 @@ def _load(name: str, source: Path) -> Optional[ctypes.CDLL]:
                       'to pure torch (slower)')
         return None
     try:
+        _clean_stale(_private_dir())
         path = library_path(name, source, cxx)
-        if not path.exists():
-            _compile(Path(source), path, cxx)
-        return ctypes.CDLL(str(path))
+        for attempt in range(2):
+            if path.exists() and not _trusted_file(path):
+                warnings.warn(f'specvqgan.native: {path} is not owned by this user or is writable by others; '
+                              f'removing it and building the {name} kernel again')
+                path.unlink()
+            if not path.exists():
+                _compile(Path(source), path, cxx)
+            try:
+                return ctypes.CDLL(str(path))
+            except OSError as e:
+                if attempt:
+                    raise
+                warnings.warn(f'specvqgan.native: cannot load {path} ({e}); building it again')
+                path.unlink(missing_ok=True)
     except (OSError, RuntimeError) as e:
         warnings.warn(f'specvqgan.native: the {name} kernel is unavailable, using pure torch: {e}')
         return None
