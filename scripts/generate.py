@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None, help="download cache (default: $SPECVQGAN_CACHE or "
                                                      "~/.cache/specvqgan)")
     p.add_argument("--base-url", default=None, help="download mirror (python -m specvqgan.download --base-url)")
+    p.add_argument("--allow-http", action="store_true", help="accept a plain-http --base-url (no transport security)")
     p.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim; --model: its MelGAN)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--samples", type=int, default=3, help="soundtracks per video")
@@ -94,7 +95,8 @@ def load_pipeline(args):
     if args.model:
         from specvqgan.pretrained import resolve_model
 
-        found = resolve_model(args.model, args.cache_dir, download=args.download, base_url=args.base_url)
+        found = resolve_model(args.model, args.cache_dir, download=args.download, base_url=args.base_url,
+                              allow_http=args.allow_http)
         args.random_features = args.random_features or found.random_features
         return VideoToSound.from_checkpoints(
             found.transformer, args.vocoder or found.vocoder, feature_weights=args.feature_weights or

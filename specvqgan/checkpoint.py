@@ -252,13 +252,22 @@ def model_config(ckpt: Mapping, path: str | Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- models
+def instantiate(config: Mapping, path: str | Path) -> Any:
+    """``instantiate_from_config`` of a checkpoint's config; a refused or broken config (it may come from a
+    release folder) is a ConfigError naming the checkpoint."""
+    from specvqgan.config import ConfigError, instantiate_from_config
+
+    try:
+        return instantiate_from_config(config if isinstance(config, DictConfig) else OmegaConf.create(dict(config)))
+    except ConfigError as err:
+        raise ConfigError(f"checkpoint {path}: {err}") from None
+
+
 def build_model(path: str | Path, *, trust: bool = False, strict_keys: bool = True,
                 drop_prefixes: tuple = (), **overrides: Any) -> torch.nn.Module:
     """Rebuild the model of a checkpoint (stored config or run layout) and load its weights strictly,
     in eval mode. ``overrides`` replace constructor params (e.g. ``ckpt_path=None``); weights whose
     keys start with ``drop_prefixes`` are dropped first (e.g. ``loss.`` for an inference codebook)."""
-    from specvqgan.config import instantiate_from_config
-
     ckpt = read(path, trust=trust)
     config = model_config(ckpt, path)
     config = {"target": config["target"], "params": {**(config.get("params") or {}), **overrides}}
@@ -267,7 +276,7 @@ def build_model(path: str | Path, *, trust: bool = False, strict_keys: bool = Tr
         raise CheckpointError(f"{path} holds no state_dict")
     sd = {k: v for k, v in sd.items() if not k.startswith(drop_prefixes)} if drop_prefixes else sd
     with trusted(path if trust else None):
-        model = instantiate_from_config(OmegaConf.create(config))
+        model = instantiate(config, path)
     try:
         model.load_state_dict(sd, strict=strict_keys)
     except RuntimeError as err:

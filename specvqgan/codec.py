@@ -31,8 +31,8 @@ from omegaconf import OmegaConf
 
 from specvqgan.audio import HOP, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
 from specvqgan.checks import require_finite
-from specvqgan.config import instantiate_from_config, load_config
-from specvqgan.checkpoint import CheckpointError, add_trust_argument, model_config, read, trusted_by
+from specvqgan.config import load_config
+from specvqgan.checkpoint import CheckpointError, add_trust_argument, instantiate, model_config, read, trusted_by
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def load_codebook(ckpt: str | Path, config: str | Path | None = None, trust: boo
     model_cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True))
     params = dict(model_cfg.get("params", {}))
     params.update(lossconfig=None, ckpt_path=None)
-    model = instantiate_from_config({"target": model_cfg.target, "params": params})
+    model = instantiate({"target": model_cfg.target, "params": params}, ckpt)
     sd = state.get("state_dict", state)
     sd = {k: v for k, v in sd.items() if not k.startswith("loss.")}
     try:

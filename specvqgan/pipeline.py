@@ -145,7 +145,7 @@ class VideoToSound:
 
     @classmethod
     def from_pretrained(cls, name: str, *, download: bool = False, cache_dir: str | Path | None = None,
-                        base_url: Optional[str] = None, **kwargs) -> "VideoToSound":
+                        base_url: Optional[str] = None, allow_http: bool = False, **kwargs) -> "VideoToSound":
         """The authors' transformer release ``name`` (or alias, e.g. ``"vggsound"``; ``python -m
         specvqgan.download --list``) with its MelGAN and feature network from the download cache
         (:func:`specvqgan.pretrained.resolve_model`; ``download=True`` fetches what is missing, otherwise a
@@ -153,7 +153,7 @@ class VideoToSound:
         A model trained on random features (the paper's "no feats" rows) needs ``generate(random_features=True)``."""
         from specvqgan.pretrained import resolve_model
 
-        found = resolve_model(name, cache_dir, download=download, base_url=base_url)
+        found = resolve_model(name, cache_dir, download=download, base_url=base_url, allow_http=allow_http)
         return cls.from_checkpoints(found.transformer, found.vocoder, feature_weights=found.feature_weights,
                                     random_feature_weights=found.random_features, **kwargs)
 

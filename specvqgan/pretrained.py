@@ -64,13 +64,13 @@ def download_command(names, cache_dir: Optional[Path] = None) -> str:
 
 
 def resolve_model(name: str, cache_dir: Optional[Path] = None, *, download: bool = False,
-                  base_url: Optional[str] = None, progress: bool = True) -> ResolvedModel:
+                  base_url: Optional[str] = None, progress: bool = True, allow_http: bool = False) -> ResolvedModel:
     """Local paths of transformer release ``name`` and what it runs with.
 
     Args:
         cache_dir: the download cache (default: ``specvqgan.download.default_cache_dir()``).
         download: fetch missing releases (md5 / sha256 checked); otherwise a missing one raises.
-        base_url: a mirror (``specvqgan.download`` ``--base-url``).
+        base_url: a mirror (``specvqgan.download`` ``--base-url``); ``allow_http``: accept a plain-http one.
     Raises:
         KeyError (unknown name), ValueError (not a transformer), MissingRelease (not cached, no download:
         the message and ``.command`` give the exact download command), specvqgan.download.DownloadError.
@@ -88,7 +88,7 @@ def resolve_model(name: str, cache_dir: Optional[Path] = None, *, download: bool
     for rel in releases:
         if rel.name in missing:
             log.info("downloading %s", rel.name)
-            paths[rel.name] = dl.download(rel.name, cache, base_url=base_url, progress=progress)
+            paths[rel.name] = dl.download(rel.name, cache, base_url=base_url, progress=progress, allow_http=allow_http)
         else:
             paths[rel.name] = cache / rel.use
     tr = releases[0]

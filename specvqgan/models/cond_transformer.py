@@ -149,14 +149,14 @@ class Net2NetTransformer(BaseModel):
         layout) in eval mode, strictly. The codebook weights come from the checkpoint itself, so the
         first stage's ``ckpt_path`` recorded in the config is not needed (it may no longer exist).
         ``trust``: read the file with ``weights_only=False`` (see :func:`specvqgan.checkpoint.read`)."""
-        from specvqgan.checkpoint import CheckpointError, model_config, read
+        from specvqgan.checkpoint import CheckpointError, instantiate, model_config, read
         ckpt = read(path, trust=trust)
         config = OmegaConf.create(model_config(ckpt, path))
         if 'first_stage_config' not in (config.get('params') or {}):
             raise CheckpointError(f'checkpoint {path} is not a Net2NetTransformer (model {config.target})')
         config.params.first_stage_config.params.ckpt_path = None
         config.params.ckpt_path = None
-        model = instantiate_from_config(config)
+        model = instantiate(config, path)
         model.load_state_dict(ckpt['state_dict'], strict=True)
         return model.eval()
 

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from specvqgan import checkpoint as C
-from specvqgan.config import ConfigError, get_obj_from_str, instantiate_from_config, load_config
+from specvqgan.config import ConfigError, get_obj_from_str, load_config
 
 
 class Payload:
