@@ -161,9 +161,14 @@ def find_videos(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
-def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None = None) -> dict[str, np.ndarray]:
+def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None = None,
+                   rows=None) -> dict[str, np.ndarray]:
     """Visual features of one video, looped/cut to ``cfg.duration`` at 21.5 fps; the audio stream is
     not read (a video without sound works) -> {'feature_<name>': (round(21.5 * duration), D) float32}.
+
+    ``rows``: compute only these rows (indices into the round(21.5 * duration) rows; sorted and deduplicated
+    here) -> {'feature_<name>': (len(unique rows), D)}, equal to the full extraction's rows: only the frames
+    behind them are decoded (:func:`frames_for_rows`) and embedded.
 
     Raises:
         MediaError: naming the file and the reason it cannot be used; NonFiniteError: NaN / Inf features.
@@ -176,18 +181,45 @@ def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None
                          f"{cfg.min_clip_duration:g} s)")
     ex = cfg.extractor
     size = ex.frame_size_for(info.width, info.height) if hasattr(ex, "frame_size_for") else ex.frame_size
-    chunks = iter_frames(video, cfg.duration, FEAT_FPS, size, loop=True, info=info,
-                         chunk=max(1, 64 // cfg.batch_size) * cfg.batch_size,
-                         max_aspect=getattr(ex, "max_aspect", None), allow_truncated=cfg.allow_truncated)
-    if hasattr(ex, "stream"):
-        feats = ex.stream(chunks)
+    kwargs = dict(info=info, max_aspect=getattr(ex, "max_aspect", None), allow_truncated=cfg.allow_truncated)
+    if rows is None:
+        chunks = iter_frames(video, cfg.duration, FEAT_FPS, size, loop=True,
+                             chunk=max(1, 64 // cfg.batch_size) * cfg.batch_size, **kwargs)
+        if hasattr(ex, "stream"):
+            feats = ex.stream(chunks)
+        else:
+            parts = [ex(c) for c in chunks]
+            feats = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if isinstance(parts[0], dict)
+                     else np.concatenate(parts))
     else:
-        parts = [ex(c) for c in chunks]
-        feats = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if isinstance(parts[0], dict)
-                 else np.concatenate(parts))
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        ids = frames_for_rows(ex, rows)
+        n = int(round(cfg.duration * FEAT_FPS))
+        if len(rows) == 0 or rows[0] < 0 or rows[-1] >= n:
+            raise ValueError(f"rows must be in [0, {n}) for {cfg.duration:g} s, got {rows}")
+        # few frames: ffmpeg drops the others before scaling; most of them: a plain read, keeping ``ids``
+        few = 2 * len(ids) < n
+        frames = _keep(iter_frames(video, cfg.duration, FEAT_FPS, size, loop=True, indices=ids if few else None,
+                                   **kwargs), None if few else ids)
+        feats = ex.at_rows(frames, ids, rows) if hasattr(ex, "at_rows") else ex(frames[np.searchsorted(ids, rows)])
     if not isinstance(feats, dict):
         feats = {feature_outputs(ex)[0][0]: feats}
     return {f"feature_{name}": require_finite(f, str(video), f"{name} feature values") for name, f in feats.items()}
+
+
+def _keep(chunks, ids) -> np.ndarray:
+    """The frames ``ids`` (sorted) of consecutive frame chunks (all of them when ``ids`` is None)."""
+    out, start = [], 0
+    for c in chunks:
+        out.append(c if ids is None else c[ids[(ids >= start) & (ids < start + len(c))] - start])
+        start += len(c)
+    return np.concatenate(out)
+
+
+def frames_for_rows(ex, rows: np.ndarray) -> np.ndarray:
+    """Sorted frame indices extractor ``ex`` reads to compute feature rows ``rows`` (the rows themselves,
+    plus the previous frames for optical flow)."""
+    return ex.frames_for_rows(rows) if hasattr(ex, "frames_for_rows") else np.unique(rows)
 
 
 def extract_arrays(video: str | Path, cfg: ExtractConfig) -> dict[str, np.ndarray]:

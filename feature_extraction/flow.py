@@ -54,13 +54,40 @@ def encode_flow(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
 def flow_images(frames: np.ndarray, method: str = "tvl1", bound: float = BOUND) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB frames -> (N, H, W, 2) uint8 flow images (x, y), aligned as in the module
     docstring. A single frame gives zero motion (all 128)."""
+    frames = _check(frames)
+    if len(frames) == 1:
+        return encode_flow(np.zeros((1, *frames.shape[1:3], 2), np.float32), bound)
+    return flow_rows(frames, np.arange(len(frames)), np.arange(len(frames)), method, bound)
+
+
+def row_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(from, to) frame indices of flow rows ``rows`` (row 0 repeats row 1; needs 2 or more frames)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return np.where(rows == 0, 0, rows - 1), np.where(rows == 0, 1, rows)
+
+
+def flow_rows(frames: np.ndarray, frame_ids, rows, method: str = "tvl1", bound: float = BOUND) -> np.ndarray:
+    """Flow images of rows ``rows`` (as :func:`flow_images` numbers them) from the frames ``frame_ids``
+    (sorted; ``frames[i]`` is frame ``frame_ids[i]``; they must include :func:`row_pairs` of ``rows``)
+    -> (len(rows), H, W, 2) uint8; each distinct pair is computed once."""
+    frames, frame_ids = _check(frames), np.asarray(frame_ids)
+    cv2, calc = _cv2(), _flow_fn(method)
+    src, dst = row_pairs(rows)
+    grey, flows = {}, {}
+
+    def gray(i):
+        if i not in grey:
+            grey[i] = cv2.cvtColor(np.ascontiguousarray(frames[np.searchsorted(frame_ids, i)]), cv2.COLOR_RGB2GRAY)
+        return grey[i]
+
+    for a, b in zip(src.tolist(), dst.tolist()):
+        if (a, b) not in flows:
+            flows[a, b] = encode_flow(calc(gray(a), gray(b)), bound)
+    return np.stack([flows[a, b] for a, b in zip(src.tolist(), dst.tolist())])
+
+
+def _check(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"flow_images expects (N, H, W, 3) uint8 RGB frames, got {frames.shape} {frames.dtype}")
-    cv2, calc = _cv2(), _flow_fn(method)
-    n, h, w, _ = frames.shape
-    if n == 1:
-        return encode_flow(np.zeros((1, h, w, 2), np.float32), bound)
-    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
-    flows = np.stack([encode_flow(calc(grey[k - 1], grey[k]), bound) for k in range(1, n)])
-    return np.concatenate([flows[:1], flows])
+    return frames

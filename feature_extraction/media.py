@@ -263,7 +263,7 @@ def read_audio(path: str | Path, duration: float, sr: int, loop: bool = False, *
 
 def iter_frames(path: str | Path, duration: float, fps: float, size: tuple[int, int], loop: bool = False, *,
                 info: MediaInfo | None = None, chunk: int = 64, max_aspect: float | None = None,
-                allow_truncated: bool = False) -> Iterator[np.ndarray]:
+                allow_truncated: bool = False, indices=None) -> Iterator[np.ndarray]:
     """Decode the first video stream at ``fps`` in chunks: yields (<= ``chunk``, H, W, 3) uint8 RGB
     arrays, round(duration * fps) frames in all; only one chunk is in memory at a time.
 
@@ -274,6 +274,9 @@ def iter_frames(path: str | Path, duration: float, fps: float, size: tuple[int, 
     (truncated file, or a short source without ``loop``) raise :class:`MediaError`;
     ``allow_truncated`` repeats the last frame with a warning instead (up to 2 are always repeated:
     container rounding).
+    ``indices``: only these frames (sorted, unique, in [0, round(duration * fps))), equal to the full
+    read's frames at ``indices``: ffmpeg's ``select`` drops the others before scaling and conversion (the
+    stream is still decoded; a stream ending before the last index falls back to a full read).
     """
     shown = Path(path)
     h, w = size
@@ -284,14 +287,25 @@ def iter_frames(path: str | Path, duration: float, fps: float, size: tuple[int, 
     if max_aspect and info.width and info.height and max(info.width / info.height,
                                                           info.height / info.width) > max_aspect:
         vf = f"crop='min(iw,ih*{max_aspect:g})':'min(ih,iw*{max_aspect:g})'," + vf
-    tail = ["-map", "0:v:0", "-an", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    if indices is not None:
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or len(indices) == 0 or np.any(np.diff(indices) <= 0) or indices[0] < 0 \
+                or indices[-1] >= n:
+            raise ValueError(f"indices must be sorted, unique and in [0, {n}), got {indices}")
+        # -frames:v ends the read after the last pick (-t counts output time: with frames dropped and a
+        # looped input it would never be reached)
+        vf = vf.replace("scale=", "select='" + "+".join(f"eq(n\\,{i})" for i in indices) + "',scale=", 1)
+        n = len(indices)
+    tail = ["-map", "0:v:0", "-an", "-vf", vf, "-pix_fmt", "rgb24",
+            *(["-fps_mode", "passthrough", "-frames:v", str(n)] if indices is not None else []),
+            "-f", "rawvideo", "pipe:1"]
     src = _source_seconds(info.video_duration, duration, loop)
     if src is not None:                       # a looped source: count its own frames first (at 2x2)
         small = ["-map", "0:v:0", "-an", "-vf", f"fps={fps},scale=2:2", "-pix_fmt", "gray", "-f", "rawvideo",
                  "pipe:1"]
         got = len(run_ffmpeg([*input_args(path), *small], shown, timeout_for(src))) // 4
         _missing(shown, "video", got, int(round(src * fps)), "frames", MAX_MISSING_FRAMES, allow_truncated)
-    loop = loop and (src is not None or info.video_duration is None)
+    asked, loop = loop, loop and (src is not None or info.video_duration is None)
     got, last = 0, None
     with FFmpegStream([*input_args(path, loop), "-t", f"{duration:.6f}", *tail], shown,
                       timeout_for(duration)) as ff:
@@ -306,6 +320,10 @@ def iter_frames(path: str | Path, duration: float, fps: float, size: tuple[int, 
             yield last
         if got >= n:
             ff.stop()                           # ffmpeg may still write a frame past -t
+    if indices is not None and got < n:     # the stream ended before the last pick: as the full read pads it
+        yield read_frames(path, duration, fps, size, asked, info=info, chunk=chunk, max_aspect=max_aspect,
+                          allow_truncated=allow_truncated)[indices[got:]]
+        return
     if last is None:
         raise MediaError(f"{shown}: the video stream decoded to 0 frames")
     if not loop:                            # a looped source was checked above

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from feature_extraction.bn_inception import BGR_MEAN, FLOW_MEAN, load_bninception
-from feature_extraction.flow import METHODS, flow_images
+from feature_extraction.flow import METHODS, flow_images, flow_rows, row_pairs
 from feature_extraction.resnet50 import load_resnet50
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,31 @@ class BNInceptionFeatures(_Pretrained):
         """(N, H, W, 3) uint8 RGB -> {stream: (N, 1024) float32}; ``prev`` (H, W, 3): the frame before
         ``frames`` (a chunk of a longer video), whose motion to ``frames[0]`` gives its flow row."""
         frames = self._check(frames, 3, "BNInceptionFeatures")
+        if prev is not None:
+            frames = np.concatenate([prev[None], frames])
+        ids = np.arange(len(frames))
+        return self.at_rows(frames, ids, ids if prev is None else ids[1:])
+
+    def frames_for_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Frame indices the feature rows ``rows`` are computed from (flow row k: frames k - 1 and k)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if "flow" not in self.streams:
+            return np.unique(rows)
+        return np.unique(np.concatenate([rows, *row_pairs(rows)]))
+
+    def at_rows(self, frames: np.ndarray, frame_ids: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Feature rows ``rows`` from the frames ``frame_ids`` (sorted, ``frames[i]`` is frame ``frame_ids[i]``,
+        covering :meth:`frames_for_rows`) -> {name: (len(rows), 1024) float32}."""
+        frames = self._check(frames, 3, "BNInceptionFeatures")
         out = {}
         if "rgb" in self.streams:
             net = self._net("rgb_bninception", lambda: load_bninception(self.weights, 3, seed=self.seed))
-            out["rgb_bninception"] = self._run(net, self._batches(frames, self.preprocess_rgb))
+            rgb = frames[np.searchsorted(frame_ids, rows)]
+            out["rgb_bninception"] = self._run(net, self._batches(rgb, self.preprocess_rgb))
         if "flow" in self.streams:
             net = self._net("flow_bninception", lambda: load_bninception(self.flow_weights, 2, seed=self.seed))
-            flows = (flow_images(frames, self.flow_method) if prev is None else
-                     flow_images(np.concatenate([prev[None], frames]), self.flow_method)[1:])
+            flows = flow_images(frames, self.flow_method) if len(frames) == 1 else \
+                flow_rows(frames, frame_ids, rows, self.flow_method)
             out["flow_bninception"] = self._run(net, self._batches(flows, self.preprocess_flow))
         return out
 

@@ -31,7 +31,7 @@ import torch
 from specvqgan.audio import HOP, SR, save_audio
 from specvqgan.checks import require_finite
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
-from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, window_features
+from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, used_rows, window_features
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,24 @@ class VideoToSound:
                                     random_feature_weights=found.random_features, **kwargs)
 
     # ------------------------------------------------------------------ features and conditions
-    def video_features(self, video: str | Path, duration: float, info=None) -> np.ndarray:
+    def video_features(self, video: str | Path, duration: float, info=None, rows=None) -> np.ndarray:
         """Visual features of ``video`` for ``duration`` seconds (looped past its end) -> (round(21.5 *
         duration), D) float32, the extractor's streams concatenated in the dataset's order (RGB, flow).
-        ``info``: the video's :func:`feature_extraction.media.probe` result, if already known."""
+        ``info``: the video's :func:`feature_extraction.media.probe` result, if already known.
+        ``rows``: compute only these rows (sorted, unique; see :func:`specvqgan.video_condition.used_rows`):
+        the others stay zero, and only the frames behind ``rows`` are decoded and embedded."""
         from feature_extraction.extract import ExtractConfig, extract_visual
 
         cfg = ExtractConfig(duration=duration, feature=self.spec.feature, weights=self.feature_weights,
                             random_weights=self.random_feature_weights, device=self.device,
                             allow_truncated=self.allow_truncated)
-        arrays = extract_visual(video, cfg, info)
-        return np.concatenate([arrays[f"feature_{s}"] for s in self.spec.streams], axis=1).astype(np.float32)
+        arrays = extract_visual(video, cfg, info, rows)
+        feats = np.concatenate([arrays[f"feature_{s}"] for s in self.spec.streams], axis=1).astype(np.float32)
+        if rows is None:
+            return feats
+        full = np.zeros((int(round(duration * FEAT_FPS)), feats.shape[1]), np.float32)
+        full[rows] = feats
+        return full
 
     def prepare(self, video: str | Path, duration: Optional[float] = None, random_features: bool = False,
                 seed: Optional[int] = 0) -> "Plan":
@@ -189,9 +196,11 @@ class VideoToSound:
         feats = None
         if self.spec.feature is not None:
             seconds = max(self.spec.duration, length, self.spec.rows_needed(total_cols, self.W) / FEAT_FPS)
-            feats = self.video_features(video, seconds, info)
-            if random_features:
-                feats = np.random.default_rng(seed).random(feats.shape, dtype=np.float32)
+            n_rows = int(round(seconds * FEAT_FPS))
+            if random_features:   # the "no features" control: nothing to extract
+                feats = np.random.default_rng(seed).random((n_rows, self.spec.feat_depth), dtype=np.float32)
+            else:                 # only the rows the windows read (5 of 215 for a 5-feature 10 s model)
+                feats = self.video_features(video, seconds, info, used_rows(self.spec, total_cols, self.W, n_rows))
         return Plan(video, info.duration, n_frames, total_cols, feats)
 
     def condition(self, plan: "Plan", start_col: int = 0, class_id: Optional[int] = None):

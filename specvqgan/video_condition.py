@@ -90,6 +90,15 @@ def window_features(feats: np.ndarray, spec: ConditionSpec, start_col: int = 0) 
     return np.ascontiguousarray(item["feature"], dtype=np.float32)
 
 
+def used_rows(spec: ConditionSpec, total_cols: int, W: int, n_rows: int) -> np.ndarray:
+    """Sorted rows of a video's (n_rows, D) features that :func:`window_features` reads for any window of a
+    ``total_cols``-column generation of a ``W``-column model (rows past ``n_rows`` are zero padding and not
+    listed): the dataset's own crop and resampling applied to the row numbers."""
+    numbers = np.arange(1, n_rows + 1, dtype=np.float32)[:, None]          # row k -> k + 1; 0 = padding
+    used = np.concatenate([window_features(numbers, spec, s)[:, 0] for s in range(max(0, total_cols - W) + 1)])
+    return np.unique(used[used > 0]).astype(np.int64) - 1
+
+
 def _dataset_config(run_config: Optional[dict], path: str) -> tuple[str, dict]:
     """(target, params) of the run's validation (else test, else train) dataset, with the shared keys of
     reference-style data modules injected as in training; ("", {}) without a data config."""

@@ -1,0 +1,176 @@
+"""End-to-end speed of the main job: one 10 s video -> an mp4 with new sound (``scripts/generate.py``).
+
+    python scripts/benchmark_generate.py                          # builds the model in /tmp/specvqgan-bench
+    python scripts/benchmark_generate.py --precision int8 --video my.mp4 --workdir DIR
+
+The model is a paper-size release in the authors' layout (``<run>/checkpoints/epoch_39.ckpt`` without a
+config + ``<run>/configs/<time>-project.yaml``): GPT 24 x 1024 (16 heads) over the VGGSound codebook (1024
+codes), conditioned on 5 ResNet-50 features (the "5 feats ResNet50" row of the paper), random weights
+(the speed does not depend on them), written once into ``--workdir`` with random ResNet-50 weights in the
+torchvision layout. ``--transformer`` / ``--feature-weights`` take real files instead.
+The video defaults to a real VGGSound clip of ``../shared/reference`` (a synthetic 10 s clip otherwise).
+
+Timed, in this order:
+  1. the CLI from a cold process (``python scripts/generate.py ... --samples 1``: imports, loading, features,
+     sampling, vocoder, writing the wav/png/npy/mp4), wall time of the subprocess;
+  2. in-process: ``VideoToSound.from_checkpoints`` (loading + inference copy), then ``generate`` twice (the
+     second is "each further video"), by stage;
+  3. the bare sampler on the same inference copy and condition: ``sample_tokens`` of the 265 tokens.
+
+The last line is machine-readable:
+    e2e_seconds=<cold CLI> sampler_seconds=<bare sampling> ratio=<e2e / sampler>
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_VIDEO = ROOT.parent / "shared" / "reference" / "data" / "vggsound" / "video" / "-1pRmoJIGQc_10000_20000.mp4"
+RUN = "2021-07-30T21-34-25_vggsound_transformer"      # the authors' "5 feats ResNet50" VGGSound run name
+CONFIGS = ("vggsound_transformer.yaml", "transformer_variants/vggsound_resnet50.yaml",
+           "transformer_variants/feats5.yaml")
+CODEBOOK = "./logs/2021-05-19T22-16-54_vggsound_codebook/checkpoints/last.ckpt"   # as the release records it
+
+
+def build_release(workdir: Path) -> tuple[Path, Path]:
+    """(transformer .ckpt, ResNet-50 weights) in ``workdir``, written once (random weights, seed 0)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from feature_extraction.resnet50 import load_resnet50
+    from specvqgan.config import instantiate_from_config, load_config
+
+    run = workdir / RUN
+    ckpt, resnet = run / "checkpoints" / "epoch_39.ckpt", workdir / "resnet50-random.pth"
+    if not resnet.is_file():
+        resnet.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(load_resnet50(None, seed=0).state_dict(), resnet)
+    if ckpt.is_file():
+        return ckpt, resnet
+    cfg = load_config([ROOT / "configs" / c for c in CONFIGS], ["model.params.first_stage_config.params.ckpt_path=null"])
+    torch.manual_seed(0)
+    model = instantiate_from_config(cfg.model)
+    with torch.no_grad():
+        model.transformer.pos_emb.normal_(0, 0.02)
+    cfg.model.params.first_stage_config.params.ckpt_path = CODEBOOK
+    (run / "configs").mkdir(parents=True, exist_ok=True)
+    (run / "configs" / f"{RUN[:19]}-project.yaml").write_text(OmegaConf.to_yaml(cfg))
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict(), "epoch": 39, "global_step": 0}, tmp)   # Lightning-style, no config
+    tmp.replace(ckpt)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"built {ckpt} ({n / 1e6:.0f} M parameters)", flush=True)
+    return ckpt, resnet
+
+
+def synthetic_video(path: Path, seconds: float = 10.0) -> Path:
+    """A 10 s 25 fps 320 x 240 clip with a moving square and a tone (when no real clip is at hand)."""
+    import numpy as np
+
+    from feature_extraction.media import write_mp4
+    from specvqgan.audio import SR
+
+    n = int(seconds * 25)
+    frames = np.zeros((n, 240, 320, 3), np.uint8)
+    for i in range(n):
+        x = (i * 5) % 280
+        frames[i, 100:140, x:x + 40] = (200, 80 + i % 100, 40)
+    t = np.arange(int(seconds * SR)) / SR
+    write_mp4(path, frames, 25, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    return path
+
+
+def cli_args(args, ckpt: Path, resnet: Path, out: Path) -> list[str]:
+    cmd = ["--video", str(args.video), "--transformer", str(ckpt), "--feature-weights", str(resnet),
+           "--precision", args.precision, "--samples", "1", "--out", str(out)]
+    return cmd + (["--vocoder", str(args.vocoder)] if args.vocoder else [])
+
+
+def time_cli(args, ckpt: Path, resnet: Path, out: Path) -> float:
+    """Wall seconds of ``python scripts/generate.py`` in a fresh process (median of ``--cli-repeats``)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    times = []
+    for _ in range(args.cli_repeats):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "generate.py"), *cli_args(args, ckpt, resnet, out)],
+                              env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            raise SystemExit(f"generate.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        print(proc.stdout.strip().splitlines()[-1], flush=True)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "specvqgan-bench"),
+                   help="where the paper-size model is built (once) and outputs go")
+    p.add_argument("--transformer", default=None, help="a real transformer checkpoint instead of the built one")
+    p.add_argument("--feature-weights", default=None, help="ResNet-50 weights for --transformer")
+    p.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
+    p.add_argument("--video", default=str(REAL_VIDEO), help="input video (default: a VGGSound clip)")
+    p.add_argument("--precision", default="int8", choices=("fp32", "bf16", "int8"))
+    p.add_argument("--cli-repeats", type=int, default=1, help="cold CLI runs (median)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-cli", action="store_true", help="in-process timings only")
+    args = p.parse_args()
+
+    import torch
+    torch.set_num_threads(args.threads)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not Path(args.video).is_file():
+        args.video = str(synthetic_video(workdir / "synthetic_10s.mp4"))
+    if args.transformer:
+        ckpt, resnet = Path(args.transformer), Path(args.feature_weights)
+    else:
+        ckpt, resnet = build_release(workdir)
+    gc.collect()
+    out = workdir / "out"
+    print(f"CPU, {args.threads} threads; {args.precision}; video {args.video}; model {ckpt}", flush=True)
+    rows = []
+    e2e = float("nan") if args.skip_cli else time_cli(args, ckpt, resnet, out)
+    rows.append(("cold CLI, one 10 s video -> mp4 (1 sample)", e2e))
+
+    from specvqgan.pipeline import VideoToSound
+    from specvqgan.sampling import sample_tokens
+
+    t = time.perf_counter()
+    pipe = VideoToSound.from_checkpoints(ckpt, args.vocoder, precision=args.precision, feature_weights=resnet)
+    rows.append(("in-process: load + inference copy", time.perf_counter() - t))
+    for k in range(2):
+        t = time.perf_counter()
+        res = pipe.generate(args.video, out, samples=1, seed=k)
+        total = time.perf_counter() - t
+        label = "first video" if k == 0 else "each further video"
+        rows.append((f"in-process: {label}", total))
+        rows += [(f"  {stage}", s) for stage, s in res.seconds.items()]
+    with torch.inference_mode():
+        plan = pipe.prepare(args.video)
+        cond = pipe.condition(plan)
+        steps = pipe.H * pipe.W
+        best = float("inf")
+        for r in range(2):
+            t = time.perf_counter()
+            sample_tokens(pipe.gpt, cond, steps, num_samples=1, seed=r)
+            best = min(best, time.perf_counter() - t)
+    rows.append((f"bare sampler ({steps} tokens, same model and condition)", best))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"\n{'stage':58} {'seconds':>8}")
+    for name, s in rows:
+        print(f"{name:58} {s:8.2f}")
+    print(f"(peak RSS of the in-process part {peak:.1f} GB)")
+    print(f"e2e_seconds={e2e:.2f} sampler_seconds={best:.2f} ratio={e2e / best:.2f}")
+
+
+if __name__ == "__main__":
+    main()
