@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from evaluation.melception import Melception
+from specvqgan.checks import require_finite
 from specvqgan.data.transforms import crop_start
 from specvqgan.files import atomic_write
 from specvqgan.checkpoint import read
@@ -162,7 +163,7 @@ def read_mel01(path: str) -> np.ndarray:
         mel = mel[0]
     if mel.ndim != 2:
         raise ValueError(f"mel spectrogram {path} has shape {mel.shape}, expected (F, T)")
-    return mel
+    return require_finite(mel, path, "mel spectrogram values")
 
 
 @dataclass

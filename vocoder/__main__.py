@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: mel file not found: {args.mel}", file=sys.stderr)
         return 2
     try:
-        mel = np.load(args.mel, allow_pickle=False)
+        from specvqgan.checks import require_finite
+
+        mel = require_finite(np.load(args.mel, allow_pickle=False), str(args.mel), "mel values")
         if args.ckpt:
             vocoder = MelGANVocoder.from_checkpoint(args.ckpt, trust=args.trust_checkpoint, precision=args.precision,
                                                     device=args.device, backend=args.backend)

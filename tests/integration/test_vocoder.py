@@ -70,3 +70,10 @@ def test_cli_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vocoder", str(tmp_path / "bad.npy"), str(tmp_path / "o.wav")],
                           cwd=REPO, env=ENV, capture_output=True, text=True)
     assert proc.returncode == 2 and "(80, T)" in proc.stderr
+    nan = np.zeros((80, 10), dtype=np.float32)
+    nan[0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    proc = subprocess.run([sys.executable, "-m", "vocoder", str(tmp_path / "nan.npy"), str(tmp_path / "o.wav")],
+                          cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nan.npy: mel values contain 1 NaN" in proc.stderr
+    assert not (tmp_path / "o.wav").exists()
