@@ -321,8 +321,13 @@ def iter_frames(path: str | Path, duration: float, fps: float, size: tuple[int, 
         if got >= n:
             ff.stop()                           # ffmpeg may still write a frame past -t
     if indices is not None and got < n:     # the stream ended before the last pick: as the full read pads it
-        yield read_frames(path, duration, fps, size, asked, info=info, chunk=chunk, max_aspect=max_aspect,
-                          allow_truncated=allow_truncated)[indices[got:]]
+        want, pos = indices[got:], 0        # (chunk by chunk, keeping only the picks: memory stays bounded)
+        for frames in iter_frames(path, duration, fps, size, asked, info=info, chunk=chunk, max_aspect=max_aspect,
+                                  allow_truncated=allow_truncated):
+            picks = want[(want >= pos) & (want < pos + len(frames))] - pos
+            if len(picks):
+                yield frames[picks]
+            pos += len(frames)
         return
     if last is None:
         raise MediaError(f"{shown}: the video stream decoded to 0 frames")

@@ -123,3 +123,12 @@ def test_ffmpeg_time_out_and_pixel_limit_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(media, "MAX_SOURCE_PIXELS", 100)
     with pytest.raises(MediaError, match="clip.mp4: 16x16 frames are larger than"):
         probe(clip)
+
+
+def test_frame_subset_of_a_truncated_file(truncated):
+    """Picks past the end of a truncated stream: an error, or (allowed) the padded full read's frames."""
+    with pytest.raises(MediaError, match="cut.mp4: the video stream ended early"):
+        read_frames(truncated, 4.0, 21.5, (8, 8), indices=[0, 80])
+    full = read_frames(truncated, 4.0, 21.5, (8, 8), allow_truncated=True)
+    picks = read_frames(truncated, 4.0, 21.5, (8, 8), indices=[0, 5, 80, 85], allow_truncated=True)
+    assert np.array_equal(picks, full[[0, 5, 80, 85]])
