@@ -98,6 +98,7 @@ def load_pipeline(args):
         found = resolve_model(args.model, args.cache_dir, download=args.download, base_url=args.base_url,
                               allow_http=args.allow_http)
         args.random_features = args.random_features or found.random_features
+        args.vocoder = args.vocoder or found.vocoder
         return VideoToSound.from_checkpoints(
             found.transformer, args.vocoder or found.vocoder, feature_weights=args.feature_weights or
             found.feature_weights, random_feature_weights=found.random_features, **common)
@@ -133,6 +134,15 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     pipe.allow_truncated = args.allow_truncated
+    from specvqgan.provenance import ProvenanceError, claim_folder, record_folder
+
+    made_by = produced_by(args, pipe)
+    try:        # --skip-existing skips only outputs made the same way (other ones are redone without it)
+        claim_folder(args.out, made_by, overwrite=not args.skip_existing,
+                     redo="run without --skip-existing to redo them")
+    except ProvenanceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     failed = []
     bar = tqdm(items, desc="videos", unit="video", disable=True if len(items) < 2 else None, file=sys.stderr)
     for item in bar:
@@ -160,12 +170,24 @@ def main(argv=None) -> int:
                 print(path)
         print(f"# {video}: {len(res.wav_paths)} sample(s) of {res.duration:.2f} s "
               f"({', '.join(f'{k} {v:.1f} s' for k, v in res.seconds.items())})")
+    record_folder(args.out, made_by)
     if failed:
         print(f"error: {len(failed)} of {len(items)} video(s) failed:", file=sys.stderr)
         for msg in failed:
             print(f"  {msg}", file=sys.stderr)
         return 2
     return 0
+
+
+def produced_by(args, pipe) -> dict:
+    """What the outputs depend on (``<out>/_provenance.json``, :mod:`specvqgan.provenance`): checkpoint,
+    vocoder and feature-weight sha256 and the options that change the files."""
+    from specvqgan.provenance import path_sha256
+
+    return dict(transformer_sha256=path_sha256(pipe.checkpoint), vocoder_sha256=path_sha256(args.vocoder),
+                feature_weights_sha256=path_sha256(pipe.feature_weights),
+                **{k: getattr(args, k) for k in ("samples", "top_k", "top_p", "temperature", "seed", "duration",
+                                                 "class_id", "precision", "random_features", "allow_truncated")})
 
 
 def check_length(video, args) -> None:

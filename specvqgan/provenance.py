@@ -29,9 +29,11 @@ def _differences(old: dict, new: dict) -> str:
     return "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k))
 
 
-def claim_folder(folder: str | Path, produced_by: dict, overwrite: bool = False) -> None:
+def claim_folder(folder: str | Path, produced_by: dict, overwrite: bool = False,
+                 redo: str = "pass --overwrite to redo them") -> None:
     """Check (and, for a new folder, record) that ``folder``'s outputs come from ``produced_by`` (JSON
-    values only). Raises :class:`ProvenanceError` on a mismatch unless ``overwrite`` (see module doc)."""
+    values only). Raises :class:`ProvenanceError` (ending with ``redo``, how to redo them) on a mismatch
+    unless ``overwrite`` (see module doc)."""
     folder, produced_by = Path(folder), json.loads(json.dumps(produced_by))
     rec = folder / RECORD
     old = json.loads(rec.read_text()) if rec.is_file() else None
@@ -44,9 +46,26 @@ def claim_folder(folder: str | Path, produced_by: dict, overwrite: bool = False)
     if not overwrite:
         why = (f"its outputs were made with other settings ({_differences(old, produced_by)})" if old is not None
                else f"it holds outputs with no {RECORD} (an older version or an interrupted overwrite)")
-        raise ProvenanceError(f"{folder}: {why}; pass --overwrite to redo them, or use another output folder")
+        raise ProvenanceError(f"{folder}: {why}; {redo}, or use another output folder")
     if rec.is_file():
         rec.unlink()                # an interrupted overwrite must not pass for a finished one
+
+
+def path_sha256(path: str | Path | None) -> str | None:
+    """sha256 of a file, or of a folder's files (names and contents, sorted); None for None."""
+    import hashlib
+
+    from specvqgan.files import file_sha256
+
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()
 
 
 def record_folder(folder: str | Path, produced_by: dict) -> None:

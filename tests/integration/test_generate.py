@@ -190,9 +190,15 @@ def test_cli_reports_a_corrupt_video_and_goes_on(setup, repo_root, tmp_path, cap
     assert len(err) == 1 and "codebook.pt" in err[0] and "not a transformer" in err[0]
     # resume: the finished video is skipped, its files untouched
     before = {p: os.path.getmtime(p) for p in written}
-    assert cli.main(["--video", str(d / "v2.mp4"), "--transformer", str(d / "exported.pt"), "--out", str(out),
-                     "--samples", "1", "--skip-existing"]) == 0
+    same = ["--video", str(d / "v2.mp4"), "--transformer", str(d / "exported.pt"), "--out", str(out),
+            "--samples", "1", "--top-k", "8", "--seed", "1", "--skip-existing"]
+    assert cli.main(same) == 0
     assert "skipped" in capsys.readouterr().out and before == {p: os.path.getmtime(p) for p in written}
+    # ... but only when they were made the same way (<out>/_provenance.json): other options are refused
+    assert cli.main([*same[:-2], "2", "--skip-existing"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed: 1 there, 2 now" in err and "run without --skip-existing" in err
+    assert before == {p: os.path.getmtime(p) for p in written}
 
 
 def test_non_finite_generation_is_an_error_naming_the_video(setup, tmp_path, monkeypatch):
@@ -215,4 +221,4 @@ def test_cli_refuses_videos_over_max_seconds(setup, repo_root, tmp_path, capsys)
     assert "v6.mp4: the video is 6.0 s, over --max-seconds 3; pass --duration" in err and "Traceback" not in err
     assert cli.main(["--video", str(d / "v2.mp4"), "--duration", "700", *common]) == 2
     assert "v2.mp4: --duration 700 s is over --max-seconds 600" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["_provenance.json"]        # no outputs
