@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from specvqgan.aliases import REFERENCE_ALIASES
+from specvqgan.aliases import REFERENCE_ALIASES, TARGETS_FILE, UNSUPPORTED_TARGETS
 
 ALLOWED_PREFIXES = ("specvqgan.", "feature_extraction.", "vocoder.", "evaluation.",
                     "torch.", "pytorch_lightning.", "lightning.")
@@ -119,7 +119,14 @@ def _where(cfg: Any, key: str = "") -> str:
 
 
 def resolve_target(target: str) -> str:
-    """Map a reference-implementation path to ours (identity when it is already ours)."""
+    """Map a reference-implementation path to ours (identity when it is already ours).
+
+    Raises:
+        ConfigError: a reference class listed as deliberately unsupported (with the reason).
+    """
+    if target in UNSUPPORTED_TARGETS:
+        raise ConfigError(f"target {target!r} of the reference implementation is not supported: "
+                          f"{UNSUPPORTED_TARGETS[target]} (see {TARGETS_FILE.name} and docs/migration.md)")
     return REFERENCE_ALIASES.get(target, target)
 
 
@@ -203,6 +210,18 @@ def instantiate_from_config(config: Any, **kwargs: Any) -> Any:
     params.update(kwargs)
     check_params(obj, params, config, target)
     return obj(**params)
+
+
+def check_missing(cfg: DictConfig) -> None:
+    """Raise ConfigError naming every ``???`` (mandatory value) left in ``cfg`` and the file that set it.
+
+    Example message: ``missing value for model.params.first_stage_config.params.ckpt_path (in
+    configs/vas_transformer.yaml)``; set it with ``key=value`` after the configs.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError("; ".join(f"missing value for {k} (in {source_of(cfg, k)})" for k in missing)
+                          + ": set it with key=value after the configs")
 
 
 def to_yaml(cfg: Any) -> str:

@@ -92,13 +92,14 @@ class ImageLogger(Callback):
     """Log ``pl_module.log_images(batch)`` every ``batch_frequency`` batches of training and validation
     (and at batches 1, 2, 4, ... before that when ``increase_log_steps``), the reference's callback.
 
-    Args (the reference's): batch_frequency, max_images (items per batch), clamp (to [-1, 1]),
+    Args (the reference's; its train.py defaults batch_frequency 750 and max_images 4, which its YAMLs rely on):
+        batch_frequency, max_images (items per batch), clamp (to [-1, 1]),
         increase_log_steps, for_specs (mels: flip + audio; always true here), vocoder_cfg
         (``{target, params}``, e.g. ``train.VocoderMelGan``; default Griffin-Lim), spec_dir_name and
         sample_rate (accepted for the reference YAMLs; the audio rate is 22050 Hz).
     """
 
-    def __init__(self, batch_frequency: int, max_images: int, clamp: bool = True, increase_log_steps: bool = True,
+    def __init__(self, batch_frequency: int = 750, max_images: int = 4, clamp: bool = True, increase_log_steps: bool = True,
                  for_specs: bool = True, vocoder_cfg: Any = None, spec_dir_name: Optional[str] = None,
                  sample_rate: Optional[int] = None):
         super().__init__()

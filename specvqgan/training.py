@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 import pytorch_lightning as pl
@@ -21,9 +22,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from specvqgan.checkpoint import run_config_files, safe_checkpoint_io
-from specvqgan.config import ConfigError, instantiate_from_config, load_config
+from specvqgan.config import ConfigError, check_missing, instantiate_from_config, load_config
+from specvqgan.reference import is_foreign_run, translate_trainer_args
 
 log = logging.getLogger(__name__)
+RUN_TIME = r"^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_"  # the time prefix of a run folder name
 
 
 @dataclass
@@ -44,8 +47,11 @@ class RunDirs:
 def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: str, now: str) -> RunDirs:
     """Where this run writes, and what it resumes from.
 
-    ``resume`` is a log directory (resumes its ``checkpoints/last.ckpt``) or a checkpoint file
-    inside ``<logdir>/checkpoints/``; the run's saved configs come first, then ``base``. Resuming from a
+    ``resume`` is a log directory (resumes its ``checkpoints/last.ckpt``, else its newest ``*.ckpt`` as the
+    reference did) or a checkpoint file inside ``<logdir>/checkpoints/``; the run's saved configs
+    (``<time>-project.yaml`` + ``<time>-lightning.yaml``) come first, then ``base``. A run folder this
+    codebase did not write (a downloaded release, an authors' run with ``*-lightning.yaml``) is never
+    written into: the resumed run gets a new folder ``<logroot>/<now>_<name>``. Resuming our own run from a
     checkpoint other than ``last.ckpt`` (an earlier state) branches into a new folder
     ``<logdir>_from_<ckpt stem>_<now>`` beside it, so the run's later ``last.ckpt`` and checkpoints are
     never overwritten.
@@ -59,9 +65,17 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
         else:
             logdir, ckpt = path, path / "checkpoints" / "last.ckpt"
             if not ckpt.is_file():
-                raise FileNotFoundError(f"cannot resume: {ckpt} not found")
+                found = sorted((path / "checkpoints").glob("*.ckpt"))
+                if not found:
+                    raise FileNotFoundError(f"cannot resume: no checkpoints/last.ckpt or *.ckpt in {path}")
+                ckpt = found[-1]
         saved = run_config_files(logdir)
-        if ckpt.name != "last.ckpt":
+        if is_foreign_run(logdir):
+            new = Path(logroot) / f"{now}_{name or re.sub(RUN_TIME, '', logdir.name)}"
+            log.info("%s is not a run folder of this codebase (a release or an authors' run): resuming %s "
+                     "into the new run folder %s", logdir, ckpt.name, new)
+            logdir = new
+        elif ckpt.name != "last.ckpt":
             logdir = _branch_dir(logdir, ckpt, now)
             log.warning("resuming from %s (not last.ckpt): this run writes to %s", ckpt, logdir)
         return RunDirs(logdir, ckpt, saved + [Path(b) for b in base])
@@ -120,6 +134,7 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
     light = cfg.get("lightning", OmegaConf.create())
     ckpt_params = dict(OmegaConf.to_container(light.get("modelcheckpoint", {}).get("params", {}) or {}))
     monitor = ckpt_params.pop("monitor", None)
+    ckpt_params.pop("save_last", None)  # the reference YAMLs' `save_last:`; last.ckpt is always written
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=dirs.ckptdir, filename="best-{epoch:03d}-{step:06d}" if monitor else "{epoch:03d}-{step:06d}",
                         monitor=monitor, save_top_k=ckpt_params.pop("save_top_k", 1), save_last=True,
@@ -147,6 +162,7 @@ def build_trainer(cfg: DictConfig, dirs: RunDirs, trust_checkpoint: bool = False
     for forbidden in ("logger", "callbacks", "default_root_dir", "plugins"):
         if forbidden in trainer_kwargs:
             raise ConfigError(f"lightning.trainer.{forbidden} is set by train.py; remove it from the config")
+    trainer_kwargs = translate_trainer_args(trainer_kwargs)  # Lightning-1.x keys (gpus, distributed_backend)
     trainer_kwargs.setdefault("accelerator", "auto")
     logger = TensorBoardLogger(save_dir=str(dirs.logdir), name="", version="tensorboard")
     try:
@@ -163,6 +179,7 @@ def run(base: list[str], overrides: list[str], train: bool = True, resume: str |
     now = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     dirs = resolve_run(base, resume, name, logroot, now)
     cfg = load_config(dirs.base_configs, overrides)
+    check_missing(cfg)
     for section in ("model", "data"):
         if section not in cfg:
             raise ConfigError(f"the config ({', '.join(map(str, dirs.base_configs))}) has no `{section}:` section")

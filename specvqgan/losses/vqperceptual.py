@@ -8,14 +8,17 @@ Keys: `perceptual_loss.*` (LPAPS) and `discriminator.main.*` (PatchGAN), as the 
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import torch
 from torch import nn
 
+from specvqgan.config import ConfigError
 from specvqgan.losses.gan import D_LOSSES, adopt_weight, generator_loss
 from specvqgan.losses.lpaps import LPAPS
-from specvqgan.modules.discriminator import NLayerDiscriminator, weights_init
+from specvqgan.modules.discriminator import (NLayerDiscriminator, NLayerDiscriminator1dFeats,
+                                             NLayerDiscriminator1dSpecs, weights_init)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class VQLPAPSWithDiscriminator(nn.Module):
         if disc_loss not in D_LOSSES:
             raise ValueError(f"disc_loss must be one of {sorted(D_LOSSES)}, got {disc_loss!r}")
         if perceptual_weight > 0 and perceptual_ckpt is None:
-            raise ValueError(
+            raise ConfigError(
                 f'VQLPAPSWithDiscriminator: perceptual_weight={perceptual_weight} needs perceptual_ckpt, a local '
                 'VGGish-ish classifier / LPAPS / codebook checkpoint (LPAPS weights are never downloaded). '
                 'To train without the perceptual loss, set perceptual_weight: 0 explicitly.')
@@ -142,3 +145,38 @@ class VQLPAPSWithDiscriminator(nn.Module):
                    f'{split}/logits_fake': logits_fake.detach().mean()}
             return d_loss, log
         raise ValueError(f'optimizer_idx must be 0 (generator) or 1 (discriminator), got {optimizer_idx}')
+
+
+class VQLPAPSWithDiscriminator1dSpecs(VQLPAPSWithDiscriminator):
+    """The loss of a 1-D spectrogram codebook (``VQModel1d`` with ``image_key: image``): as
+    :class:`VQLPAPSWithDiscriminator` (same arguments) with a 1-D PatchGAN over the mel bins
+    (:class:`~specvqgan.modules.discriminator.NLayerDiscriminator1dSpecs`, ``disc_in_channels`` = mel bins).
+    Inputs (B, 1, F, T)."""
+
+    def __init__(self, disc_start: int, **kwargs):
+        super().__init__(disc_start, **kwargs)
+        self.discriminator = NLayerDiscriminator1dSpecs(
+            input_nc=kwargs.get('disc_in_channels', 3), n_layers=kwargs.get('disc_num_layers', 3),
+            use_actnorm=kwargs.get('use_actnorm', False), ndf=kwargs.get('disc_ndf', 64)).apply(weights_init)
+
+
+class VQLPAPSWithDiscriminator1dFeats(VQLPAPSWithDiscriminator):
+    """The loss of a 1-D visual-feature codebook (``VQModel1d`` with ``image_key: feature``): L1 +
+    codebook + a 1-D PatchGAN over feature sequences
+    (:class:`~specvqgan.modules.discriminator.NLayerDiscriminator1dFeats`, ``disc_in_channels`` = feature
+    dims). LPAPS is a spectrogram loss, so ``perceptual_weight`` defaults to 0 and must stay 0.
+    Inputs (B, D, L)."""
+
+    def __init__(self, disc_start: int, perceptual_weight: float = 0.0, **kwargs):
+        if perceptual_weight > 0:
+            raise ValueError('VQLPAPSWithDiscriminator1dFeats: perceptual_weight must be 0 (LPAPS compares '
+                             f'spectrograms, not visual features); got {perceptual_weight}')
+        super().__init__(disc_start, perceptual_weight=0.0, **kwargs)
+        self.discriminator = NLayerDiscriminator1dFeats(
+            input_nc=kwargs.get('disc_in_channels', 3), n_layers=kwargs.get('disc_num_layers', 3),
+            use_actnorm=kwargs.get('use_actnorm', False), ndf=kwargs.get('disc_ndf', 64)).apply(weights_init)
+
+
+# the 1-D losses take exactly the 2-D loss's arguments: expose its signature so configs are checked key by key
+for _cls in (VQLPAPSWithDiscriminator1dSpecs, VQLPAPSWithDiscriminator1dFeats):
+    _cls.__init__.__signature__ = inspect.signature(VQLPAPSWithDiscriminator.__init__)

@@ -8,7 +8,7 @@ is the identity. They hold no weights (not ``nn.Module``s), so checkpoints have 
 
 Reference paths: ``specvqgan.modules.misc.raw_feats.RawFeatsStage``,
 ``specvqgan.modules.misc.class_cond.ClassOnlyStage``,
-``specvqgan.modules.misc.feats_class_cond.FeatsClassStage`` (see ``specvqgan/aliases.py``).
+``specvqgan.modules.misc.feats_class.FeatsClassStage`` (see ``specvqgan/reference_targets.yaml``).
 """
 from __future__ import annotations
 

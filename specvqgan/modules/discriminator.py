@@ -79,3 +79,61 @@ class NLayerDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (Tensor): (B, input_nc, H, W) -> patch logits (B, 1, H', W')."""
         return self.main(x)
+
+
+def _conv1d_stack(widths: list[int], strides: list[int], use_bias: bool) -> nn.Sequential:
+    """``Conv1d(k=4, p=1)`` layers through ``widths``; every layer but the first and the last logit layer is
+    followed by BatchNorm1d, all but the last by LeakyReLU(0.2) (indices match the reference ``main.<i>``)."""
+    seq: list[nn.Module] = [nn.Conv1d(widths[0], widths[1], kernel_size=4, stride=strides[0], padding=1),
+                            nn.LeakyReLU(0.2, True)]
+    for i in range(1, len(widths) - 2):
+        seq += [nn.Conv1d(widths[i], widths[i + 1], kernel_size=4, stride=strides[i], padding=1, bias=use_bias),
+                nn.BatchNorm1d(widths[i + 1]), nn.LeakyReLU(0.2, True)]
+    seq.append(nn.Conv1d(widths[-2], widths[-1], kernel_size=4, stride=1, padding=1))
+    return nn.Sequential(*seq)
+
+
+class NLayerDiscriminator1dFeats(nn.Module):
+    """1-D PatchGAN over visual-feature sequences (reference ``NLayerDiscriminator1dFeats``, used by the
+    1-D feature codebook's ``VQLPAPSWithDiscriminator1dFeats``): channels shrink from ``input_nc``
+    (input_nc//2, then ``max(prev // 2**n, 8)``); ``ndf`` is accepted and ignored, as in the reference.
+
+    Shapes: (B, input_nc, L) -> (B, 1, L') patch logits.
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, use_actnorm: bool = False):
+        super().__init__()
+        if use_actnorm:
+            raise ValueError("NLayerDiscriminator1dFeats: use_actnorm is not supported for 1-D inputs")
+        widths, strides, n = [input_nc, input_nc // 2], [2], 1
+        for n in range(1, n_layers):
+            widths.append(max(widths[-1] // 2 ** n, 8))
+            strides.append(2)
+        for _ in range(2):
+            widths.append(max(widths[-1] // 2 ** n, 8))
+            strides.append(1)
+        self.main = _conv1d_stack(widths + [1], strides, use_bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (Tensor): (B, input_nc, L) -> (B, 1, L')."""
+        return self.main(x)
+
+
+class NLayerDiscriminator1dSpecs(nn.Module):
+    """1-D PatchGAN over spectrograms with the mel bins as channels (reference
+    ``NLayerDiscriminator1dSpecs``, used by ``VQLPAPSWithDiscriminator1dSpecs``): ``ndf * min(2**n, 8)``
+    channels, stride 2 for the first ``n_layers`` convs.
+
+    Shapes: (B, 1, F, T) or (B, F, T) with F = input_nc -> (B, 1, T') patch logits.
+    """
+
+    def __init__(self, input_nc: int = 80, ndf: int = 64, n_layers: int = 3, use_actnorm: bool = False):
+        super().__init__()
+        if use_actnorm:
+            raise ValueError("NLayerDiscriminator1dSpecs: use_actnorm is not supported for 1-D inputs")
+        widths = [input_nc] + [ndf * min(2 ** n, 8) for n in range(n_layers + 1)] + [1]
+        self.main = _conv1d_stack(widths, [2] * n_layers + [1], use_bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (Tensor): (B, 1, F, T) or (B, F, T) -> (B, 1, T')."""
+        return self.main(x.squeeze(1) if x.dim() == 4 else x)
