@@ -3,6 +3,9 @@
     python evaluate.py --generated SAMPLES_DIR --reference REAL_DIR|CONFIG.yaml|SPLIT.txt \
         --melception CKPT [--metrics fid,kid,isc,mkl] [--out results.json]
 
+    python evaluate.py config=evaluation/configs/eval_melception_vas.yaml input1.params.root=SAMPLES_DIR \
+        input2.path_to_exp=RUN_DIR patch.spec_dir_path=... patch.specs_dir=...     # the reference's form
+
 Prints a table and the pairing counts, and writes a JSON report (default ``<generated>/evaluation.json``).
 Features are cached under ``<generated>/.melception_cache`` (``--no-cache`` to disable).
 """
@@ -15,6 +18,7 @@ import sys
 from pathlib import Path
 
 from evaluation.evaluate import METRICS, evaluate, format_table
+from evaluation.reference_config import evaluate_kwargs, is_reference_form, load_reference_config
 from specvqgan.checkpoint import add_trust_argument, trusted_by
 
 
@@ -43,21 +47,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cache_dir = None if args.no_cache else (args.cache_dir or Path(args.generated) / ".melception_cache")
     try:
-        with trusted_by(args, args.melception):
-            report = evaluate(args.generated, args.reference, args.melception,
-                              metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
-                              split=args.split, root=args.root, crop=args.crop, batch_size=args.batch_size,
-                              device=args.device, cache_dir=cache_dir, stats_path=args.stats,
-                              kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
+        if is_reference_form(argv):  # config=<eval yaml> key=value ... (docs/migration.md)
+            cfg = load_reference_config(argv)
+            kwargs, out = evaluate_kwargs(cfg), cfg.get("out")
+            no_cache = bool(cfg.get("no_cache", False))
+            args = argparse.Namespace(trust_checkpoint=bool(cfg.get("trust_checkpoint", False)))
+        else:
+            args = parse_args(argv)
+            kwargs = dict(generated=args.generated, reference=args.reference, melception=args.melception,
+                          metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], split=args.split,
+                          root=args.root, crop=args.crop, batch_size=args.batch_size, device=args.device,
+                          stats_path=args.stats, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
+            out, no_cache = args.out, args.no_cache
+            if args.cache_dir and not args.no_cache:
+                kwargs["cache_dir"] = args.cache_dir
+        kwargs.setdefault("cache_dir", None if no_cache else Path(kwargs["generated"]) / ".melception_cache")
+        with trusted_by(args, kwargs["melception"]):
+            report = evaluate(**kwargs)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_table(report))
-    out = Path(args.out) if args.out else Path(args.generated) / "evaluation.json"
+    out = Path(out) if out else Path(kwargs["generated"]) / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"report written to {out}")

@@ -32,7 +32,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["specvqgan", "specvqgan.*", "feature_extraction", "feature_extraction.*",
                                     "vocoder", "vocoder.*", "evaluation", "evaluation.*"]),
-    package_data={"evaluation": ["data/*.txt"], "specvqgan": ["reference_targets.yaml"], "specvqgan.modules.transformer": ["csrc/*.cpp"],
+    package_data={"evaluation": ["data/*.txt", "configs/*.yaml"], "specvqgan": ["reference_targets.yaml"], "specvqgan.modules.transformer": ["csrc/*.cpp"],
                   "vocoder": ["csrc/*.cpp"]},
     install_requires=requirements,
     extras_require=extras,

@@ -49,20 +49,26 @@ def reference_source(reference: str | Path, split: str = "validation", root: str
 
 
 def _config_source(path: Path, split: str) -> MelSource:
-    from specvqgan.config import ConfigError, load_config
+    from specvqgan.config import load_config
+
+    return experiment_source(load_config([path]), split, str(path))
+
+
+def experiment_source(cfg, split: str, description: str) -> MelSource:
+    """The real mels of ``data.params.<split>`` of a training config (items' ``image`` -> ``(image + 1) / 2``)."""
+    from specvqgan.config import ConfigError
     from specvqgan.data.datamodule import build_split
 
-    cfg = load_config([path])
     try:  # through the data module, so shared keys of reference-style modules reach the split
         dataset = build_split(cfg, split)
     except ConfigError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"{description}: {err}") from None
     specs = getattr(dataset, "specs_dataset", dataset)  # feature-conditioned datasets wrap a specs dataset
     if not hasattr(specs, "spec_path"):
-        raise ValueError(f"{path}: data.params.{split} ({type(dataset).__name__}) does not give mel spectrograms")
+        raise ValueError(f"{description}: data.params.{split} ({type(dataset).__name__}) does not give mel spectrograms")
     paths = [specs.spec_path(clip) for clip in specs.dataset]
     return MelSource(paths, lambda i: (specs.load(i)[0]["image"] + 1) / 2,
-                     f"{path} data.params.{split} ({len(paths)} clips)")
+                     f"{description} data.params.{split} ({len(paths)} clips)")
 
 
 def _split_list_source(path: Path, root: Path) -> MelSource:
@@ -119,7 +125,7 @@ def pairing(fake_paths: Sequence[str], real_paths: Sequence[str]) -> dict:
             "unmatched_examples": unmatched[:5]}
 
 
-def evaluate(generated: str | Path, reference: str | Path, melception: str | Path,
+def evaluate(generated: str | Path, reference: str | Path | MelSource | None, melception: str | Path,
              metrics: Sequence[str] = METRICS, split: str = "validation", root: str | Path | None = None,
              crop: int | None = None, batch_size: int = 8, device: str | None = None,
              cache_dir: str | Path | None = None, stats_path: str | Path | None = None,
@@ -137,7 +143,14 @@ def evaluate(generated: str | Path, reference: str | Path, melception: str | Pat
     if not fakes.paths:
         raise FileNotFoundError(f"--generated {generated}: no .npy files")
     needs_reals = any(m in metrics for m in ("fid", "kid", "mkl"))
-    reals = reference_source(reference, split, root) if needs_reals else None
+    if not needs_reals:
+        reals = None
+    elif isinstance(reference, MelSource):
+        reals = reference
+    elif reference is None:
+        raise ValueError("fid, kid and mkl need real mels: give a reference")
+    else:
+        reals = reference_source(reference, split, root)
     scorer = load_melception(melception, stats_path, device)
     if crop is None:
         n_mels = scorer.stats.shape[0]
@@ -172,7 +185,8 @@ def evaluate(generated: str | Path, reference: str | Path, melception: str | Pat
     return {"metrics": results, "counts": counts,
             "unreadable": [list(u) for u in f_fake.unreadable + (f_real.unreadable if f_real else [])],
             "unmatched_examples": pairs["unmatched_examples"] if pairs else [],
-            "config": {"generated": str(generated), "reference": str(reference), "split": split,
+            "config": {"generated": str(generated), "split": split,
+                       "reference": reference.description if isinstance(reference, MelSource) else str(reference),
                        "melception": str(melception), "crop": int(crop), "device": str(device),
                        "stats": str(stats_path) if stats_path else "checkpoint/default",
                        "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "isc_splits": isc_splits,

@@ -5,6 +5,8 @@
         --split validation --samples-per-video 10 --top-k 64 --batch-size 32
     python scripts/sample_dataset.py --mode reconstructions --ckpt <codebook or transformer ckpt> --out rec/vas_val
     torchrun --nproc_per_node 4 scripts/sample_dataset.py --ckpt ... --out ...   # one shard per GPU
+    python scripts/sample_dataset.py sampler.model_logdir=logs/<run> sampler.splits="[validation, ]" \
+        sampler.samples_per_video=10 sampler.batch_size=4 sampler.top_k=64 sampler.now=<time>   # reference form
 
 Writes ``<out>/<class>/<video_id>_sample_<k>.npy`` ((80, T) float32 in [0, 1]; flat ``<out>/<id>_...``
 when split rows have no class) and ``<out>/sampling.json``. Sample k of a video is seeded by (--seed,
@@ -14,13 +16,60 @@ resume. The dataset is ``data.params.<split>`` of the checkpoint's training conf
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import re
 import sys
+from pathlib import Path
 
-from specvqgan.checkpoint import add_trust_argument, trusted
-from specvqgan.config import ConfigError
+from omegaconf import OmegaConf
+
+from specvqgan.checkpoint import add_trust_argument, run_config_files, trusted
+from specvqgan.config import ConfigError, load_config
 from specvqgan.dataset_sampling import MODES, SamplerOptions, sample_dataset
+
+SAMPLER_YAML = Path(__file__).resolve().parents[1] / "evaluation" / "configs" / "sampler.yaml"
+SAMPLER_KEYS = {"model_logdir", "splits", "samples_per_video", "batch_size", "top_k", "now", "temperature",
+                "config_sampler", "sampling_mode", "sample_next_tok_from_pred_dist", "num_workers"}
+
+
+def reference_options(argv: list[str]) -> list[SamplerOptions]:
+    """The reference's ``sampler.<key>=value`` form (evaluation/configs/sampler.yaml defaults): one run per
+    split into ``<model_logdir>/samples_<now>/<VAS|VGGSound>_<split>``; other ``key=value`` (e.g.
+    ``data.params.spec_dir_path=...``) override the run's data config."""
+    cli = OmegaConf.from_dotlist(argv)
+    given = cli.get("sampler") or {}
+    s = OmegaConf.merge(OmegaConf.load(given.get("config_sampler") or SAMPLER_YAML).sampler, given)
+    unknown = sorted(set(s) - SAMPLER_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown sampler key(s) {unknown}; known: {sorted(SAMPLER_KEYS)}")
+    if s.sampling_mode != "nopix":
+        raise ConfigError(f"sampler.sampling_mode={s.sampling_mode!r}: only 'nopix' (no ground-truth prefix) is supported")
+    logdir = Path(str(s.model_logdir))
+    files = run_config_files(logdir) if logdir.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"sampler.model_logdir={logdir}: not a run folder with configs/*-project.yaml")
+    cfg = load_config(files)
+    ckpts = [logdir / "checkpoints" / "last.ckpt"] + sorted((logdir / "checkpoints").glob("*.ckpt"))[::-1]
+    ckpt = next((c for c in ckpts if c.is_file()), None)
+    if ckpt is None:
+        raise FileNotFoundError(f"sampler.model_logdir={logdir}: no checkpoints/*.ckpt")
+    splits = [str(x) for x in s.splits] if OmegaConf.is_list(s.splits) else [str(s.splits)]
+    now = str(s.now) if s.get("now") else datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    mode = "reconstructions" if str(cfg.model.target).split(".")[-1].startswith("VQModel") else "samples"
+    overrides = tuple(a for a in argv if not a.startswith("sampler."))
+    opts = []
+    for split in splits:
+        target = str(OmegaConf.select(cfg, f"data.params.{split}.target") or split).split(".")[-1]
+        name = next((n for n in ("VGGSound", "VAS") if target.startswith(n)), None) or \
+            (re.match(r"[A-Z][a-z]+", target) or [target])[0]
+        opts.append(SamplerOptions(ckpt=str(ckpt), out=str(logdir / f"samples_{now}" / f"{name}_{split}"), mode=mode,
+                                   split=split, config=[str(p) for p in files],
+                                   overrides=overrides, samples_per_video=int(s.samples_per_video),
+                                   batch_size=int(s.batch_size), temperature=float(s.temperature),
+                                   top_k=int(s.top_k) if s.sample_next_tok_from_pred_dist else 1))
+    return opts
 
 
 def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
@@ -57,11 +106,20 @@ def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
 
 
 def main(argv=None) -> int:
-    opts, trust = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        with trusted(opts.ckpt if trust else None):
-            result = sample_dataset(opts)
+        if argv and any(a.startswith("sampler.") for a in argv) and all("=" in a and not a.startswith("-") for a in argv):
+            trust = bool(OmegaConf.from_dotlist(argv).get("trust_checkpoint", False))
+            runs = reference_options([a for a in argv if not a.startswith("trust_checkpoint=")])
+        else:
+            opts, trust = parse_args(argv)
+            runs = [opts]
+        results = []
+        for opts in runs:
+            with trusted(opts.ckpt if trust else None):
+                results.append(sample_dataset(opts))
+        result = results[0] if len(results) == 1 else results
     except (FileNotFoundError, ValueError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

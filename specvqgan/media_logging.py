@@ -38,6 +38,14 @@ class VocoderMelGan:
 
     def __init__(self, ckpt_vocoder: str):
         from vocoder.inference import MelGANVocoder
+        if not Path(ckpt_vocoder).exists():  # the reference YAMLs' ./vocoder/logs/vggsound/ (a folder of its repo)
+            from specvqgan.download import local_path
+            try:
+                cached = local_path("melgan_vggsound")
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"train.VocoderMelGan: ckpt_vocoder {ckpt_vocoder} not found and {err}") from None
+            log.info("VocoderMelGan: %s not found; using the melgan_vggsound release %s", ckpt_vocoder, cached)
+            ckpt_vocoder = str(cached)
         self.vocoder = MelGANVocoder.from_checkpoint(ckpt_vocoder)
 
     def vocode(self, spec: np.ndarray, global_step: Optional[int] = None) -> np.ndarray:

@@ -35,7 +35,7 @@ def test_reference_train_form_and_authors_run_folder(repo_root, toy_root, tmp_pa
     (authors / "configs").mkdir()
     project = yaml.safe_load(next((run / "configs").glob("*-project.yaml")).read_text())
     lightning = project.pop("lightning")
-    lightning["trainer"].update({"distributed_backend": "ddp", "max_steps": 3})  # Lightning 1.x keys
+    lightning["trainer"].update({"distributed_backend": "ddp", "max_steps": 4})  # Lightning 1.x keys
     (authors / "configs" / "2021-06-06T19-42-53-project.yaml").write_text(yaml.safe_dump(project))
     (authors / "configs" / "2021-06-06T19-42-53-lightning.yaml").write_text(yaml.safe_dump({"lightning": lightning}))
     before = digest(authors)
@@ -46,7 +46,7 @@ def test_reference_train_form_and_authors_run_folder(repo_root, toy_root, tmp_pa
     (new,) = [p for p in logroot.iterdir() if p != run]
     assert new.name.endswith("_toy_codebook") and not new.name.startswith("2021")
     resumed = torch.load(new / "checkpoints" / "last.ckpt", weights_only=False)
-    assert resumed["global_step"] == 3  # max_steps from the lightning yaml, resumed from step 2
+    assert resumed["global_step"] == 4  # max_steps of the lightning yaml (resumed from step 2; GAN: 2 steps a batch)
     assert "distributed_backend" in out.stderr  # the Lightning-1.x key is mapped with a note
 
 

@@ -211,3 +211,33 @@ def test_reference_style_data_module_gives_the_split(toy_root):
     assert dataset[0]["image"].shape == (80, 160) and dataset[0]["feature"].shape == (40, 12)
     with pytest.raises(ValueError, match=r"data\.params\.test"):
         build_split(cfg, "test")
+
+
+def test_reference_sampler_keys(repo_root, tiny_ckpt, toy_root, tmp_path):
+    """``sampler.*`` keys of the reference (model_logdir, splits, samples_per_video, batch_size, top_k, now)
+    on an authors'-style run folder: samples in <run>/samples_<now>/<Dataset>_<split>, equal to our form's."""
+    import shutil
+
+    run = tmp_path / "2021-06-09T15-17-18_toy_transformer"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_ckpt, run / "checkpoints" / "epoch_000003.ckpt")
+    (run / "configs").mkdir()
+    OmegaConf.save(tiny_config("/moved/toy"), run / "configs" / "2021-06-09T15-17-18-project.yaml")
+    OmegaConf.save({"lightning": {"trainer": {"gpus": "0,"}}}, run / "configs" / "2021-06-09T15-17-18-lightning.yaml")
+    res = subprocess.run([sys.executable, "scripts/sample_dataset.py", f"sampler.model_logdir={run}",
+                          "sampler.splits=[validation, ]", "sampler.samples_per_video=2", "sampler.batch_size=3",
+                          "sampler.top_k=8", "sampler.now=2021-06-14T10-43-53",
+                          f"data.params.validation.params.data_root={toy_root}"],
+                         cwd=repo_root, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = run / "samples_2021-06-14T10-43-53" / "Toy_validation"
+    files = sorted(p.relative_to(out) for p in out.rglob("*_sample_*.npy"))
+    assert files and all(str(f).endswith(("_sample_0.npy", "_sample_1.npy")) for f in files)
+    ours = tmp_path / "ours"
+    sample_dataset(SamplerOptions(ckpt=str(tiny_ckpt), out=str(ours), split="validation",
+                                  overrides=(f"data.params.validation.params.data_root={toy_root}",),
+                                  samples_per_video=2, batch_size=3, top_k=8, progress=False))
+    assert files == sorted(p.relative_to(ours) for p in ours.rglob("*_sample_*.npy"))
+    for f in files:
+        assert np.array_equal(np.load(out / f), np.load(ours / f)), f

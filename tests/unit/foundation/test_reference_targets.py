@@ -228,3 +228,12 @@ def test_features_and_class_transformer_from_reference_config(reference_dir):
         other, _ = model(x, {**c, "target": torch.tensor([[5]])})
     assert torch.equal(target, torch.load(reference_dir / "golden" / "transformer_tiny.pt")["tokens"])
     assert logits.shape == (1, 265, 128) and not torch.allclose(logits, other)
+
+
+def test_reference_vocoder_path_falls_back_to_the_release_cache(tmp_path, monkeypatch):
+    """The reference YAMLs' `train.VocoderMelGan` names ./vocoder/logs/vggsound/ (a folder of its repo):
+    absent here, the melgan_vggsound release in the cache is used, or the error says how to fetch it."""
+    monkeypatch.setenv("SPECVQGAN_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m specvqgan.download melgan_vggsound"):
+        instantiate_from_config({"target": "train.VocoderMelGan", "params": {"ckpt_vocoder": "./vocoder/logs/vggsound/"}})
