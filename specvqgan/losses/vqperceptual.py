@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +30,27 @@ class DummyLoss(nn.Module):
     def forward(self, *args, **kwargs):
         raise RuntimeError('DummyLoss is a placeholder (lossconfig of a frozen first stage); it cannot be '
                            'used to train a codebook: use VQLPAPSWithDiscriminator')
+
+
+def _cached_vggishish(perceptual_weight: float, stats: str | None) -> tuple[str, str]:
+    """The authors' VGGish-ish (``vggishish16`` release) from the download cache, as the reference LPAPS
+    used when no checkpoint is configured (it downloaded it; nothing is downloaded here)."""
+    from specvqgan.download import local_path
+    from specvqgan.releases import find_release
+
+    try:
+        ckpt = local_path("vggishish16")
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f'VQLPAPSWithDiscriminator: perceptual_weight={perceptual_weight} needs perceptual_ckpt, a local '
+            'VGGish-ish classifier / LPAPS / codebook checkpoint (LPAPS weights are never downloaded). '
+            'To train without the perceptual loss, set perceptual_weight: 0 explicitly. The reference\'s '
+            f'VGGish-ish is not cached either ({err})') from None
+    if stats is None:
+        stats = next(ckpt.parent / Path(r.dest).name for r in find_release("vggishish16").files
+                     if r.dest.endswith(".txt"))
+    logger.info('VQLPAPSWithDiscriminator: no perceptual_ckpt given; using the cached vggishish16 release %s', ckpt)
+    return str(ckpt), str(stats)
 
 
 class VQLPAPSWithDiscriminator(nn.Module):
@@ -63,10 +85,7 @@ class VQLPAPSWithDiscriminator(nn.Module):
         if disc_loss not in D_LOSSES:
             raise ValueError(f"disc_loss must be one of {sorted(D_LOSSES)}, got {disc_loss!r}")
         if perceptual_weight > 0 and perceptual_ckpt is None:
-            raise ConfigError(
-                f'VQLPAPSWithDiscriminator: perceptual_weight={perceptual_weight} needs perceptual_ckpt, a local '
-                'VGGish-ish classifier / LPAPS / codebook checkpoint (LPAPS weights are never downloaded). '
-                'To train without the perceptual loss, set perceptual_weight: 0 explicitly.')
+            perceptual_ckpt, perceptual_stats = _cached_vggishish(perceptual_weight, perceptual_stats)
         self.codebook_weight = codebook_weight
         self.pixel_weight = pixelloss_weight
         self.perceptual_loss = LPAPS(ckpt_path=perceptual_ckpt, stats_path=perceptual_stats)

@@ -237,3 +237,12 @@ def test_reference_vocoder_path_falls_back_to_the_release_cache(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="python -m specvqgan.download melgan_vggsound"):
         instantiate_from_config({"target": "train.VocoderMelGan", "params": {"ckpt_vocoder": "./vocoder/logs/vggsound/"}})
+
+
+def test_codebook_loss_without_perceptual_ckpt_names_the_fix(tmp_path, monkeypatch):
+    """The reference codebook configs set no LPAPS checkpoint (the reference downloaded one): here the cached
+    vggishish16 release is used, and without it the one-line error says how to proceed."""
+    monkeypatch.setenv("SPECVQGAN_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"perceptual_weight: 0.*python -m specvqgan.download vggishish16"):
+        instantiate_from_config({"target": "specvqgan.modules.losses.vqperceptual.VQLPAPSWithDiscriminator",
+                                 "params": {"disc_start": 0, "disc_in_channels": 1, "perceptual_weight": 1.0}})
