@@ -49,7 +49,8 @@ def parse_gpus(gpus: Any) -> list[int] | int | None:
     return [int(g) for g in gpus]
 
 
-def check_gpus(devices: list[int] | int, where: str = "--gpus") -> None:
+def check_gpus(devices: list[int] | int, where: str = "--gpus",
+               fix: str = "run without it to train on the CPU") -> None:
     """Raise ConfigError if this machine lacks the requested CUDA devices."""
     import torch
 
@@ -57,7 +58,7 @@ def check_gpus(devices: list[int] | int, where: str = "--gpus") -> None:
     need = (max(devices) + 1) if isinstance(devices, list) else (1 if devices == -1 else devices)
     if have < need:
         raise ConfigError(f"{where} asks for GPU(s) {devices} but this machine has {have} CUDA device(s); "
-                          f"run without it to train on the CPU")
+                          f"{fix}")
 
 
 def translate_trainer_args(trainer: dict) -> dict:
@@ -66,7 +67,8 @@ def translate_trainer_args(trainer: dict) -> dict:
     if "gpus" in out:
         devices = parse_gpus(out.pop("gpus"))
         if devices is not None:
-            check_gpus(devices, where=f"lightning.trainer.gpus={trainer['gpus']!r}")
+            check_gpus(devices, where=f"lightning.trainer.gpus={trainer['gpus']!r}",
+                       fix="add lightning.trainer.gpus=null to train on the CPU")
             out.setdefault("accelerator", "gpu")
             out.setdefault("devices", devices)
             log.info("lightning.trainer.gpus=%r (Lightning 1.x) -> accelerator='gpu', devices=%r",

@@ -246,3 +246,19 @@ def test_codebook_loss_without_perceptual_ckpt_names_the_fix(tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"perceptual_weight: 0.*python -m specvqgan.download vggishish16"):
         instantiate_from_config({"target": "specvqgan.modules.losses.vqperceptual.VQLPAPSWithDiscriminator",
                                  "params": {"disc_start": 0, "disc_in_channels": 1, "perceptual_weight": 1.0}})
+
+
+def test_lightning_1x_trainer_keys_are_mapped(monkeypatch):
+    """`gpus` / `distributed_backend` / `resume_from_checkpoint` of the reference's lightning.trainer (and
+    `--gpus`) -> Lightning 2 accelerator / devices / strategy; absent GPUs are a ConfigError with the fix."""
+    from specvqgan.reference import translate_trainer_args
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert translate_trainer_args({"gpus": "0,1,2,3", "distributed_backend": "ddp", "sync_batchnorm": True,
+                                   "resume_from_checkpoint": "x.ckpt"}) == {
+        "accelerator": "gpu", "devices": [0, 1, 2, 3], "strategy": "ddp", "sync_batchnorm": True}
+    assert translate_trainer_args({"gpus": "0,", "distributed_backend": "ddp"}) == {"accelerator": "gpu", "devices": [0]}
+    assert translate_trainer_args({"gpus": None, "max_steps": 3}) == {"max_steps": 3}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ConfigError, match=r"gpus='0,' asks for GPU\(s\) \[0\].*lightning.trainer.gpus=null"):
+        translate_trainer_args({"gpus": "0,"})
