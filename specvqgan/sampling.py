@@ -16,6 +16,11 @@ One code path serves training-time logging, the dataset sampler and the video CL
 
 Sampling options: ``temperature``, ``top_k``, ``top_p`` (nucleus), ``greedy``; ``seed`` (or a
 ``generator``) makes runs reproducible: the cached and uncached paths draw the same random numbers.
+
+Classifier-free guidance (``guidance_scale`` s, models trained with ``p_uncond > 0``, docs/guidance.md):
+every sampler runs through :class:`GuidedGPT`, which puts an unconditional stream (the GPT's null
+condition, the same audio tokens) beside the conditional one in the same batch and returns
+``uncond + s * (cond - uncond)`` as the logits. ``s = 1`` (the default) computes no second stream.
 """
 from __future__ import annotations
 
@@ -110,12 +115,78 @@ def _prefill(gpt, c: Cond, prefix: Optional[torch.Tensor], num_samples: int, nee
     if emb.shape[1] == 0:
         raise ValueError('nothing to condition on: empty condition and no priming tokens')
     # a reduced-precision copy picks its cache dtype from the number of rows decoded together
-    dtype = gpt.cache_dtype_for(emb.shape[0] * num_samples) if hasattr(gpt, 'cache_dtype_for') else None
-    cache = gpt.new_cache(emb.shape[0], dtype=dtype)
+    dtype = gpt.cache_dtype_for(_batch(c) * num_samples) if hasattr(gpt, 'cache_dtype_for') else None
+    cache = gpt.new_cache(_batch(c), dtype=dtype)
     logits, att = gpt.forward_cached(emb, cache, need_weights=need_weights)
     if att is not None:
         att = att[:, :, -1:].repeat_interleave(num_samples, dim=0)
     return cache.repeat_interleave(num_samples), logits.repeat_interleave(num_samples, dim=0), att
+
+
+# ----------------------------------------------------------------------------- guidance
+class GuidedGPT:
+    """A GPT view for classifier-free guidance: rows ``[0, R)`` of its cache and forward batch are the
+    conditional stream, rows ``[R, 2R)`` the unconditional one (null condition, same tokens), so one forward
+    serves both and the KV cache holds both prefixes (with samples sharing a prefix, as
+    ``KVCache.repeat_interleave`` lays it out, the 2B condition rows each keep their own). The returned
+    logits are the guided ones, (R, T, V) float32: ``uncond + scale * (cond - uncond)``.
+
+    Works over a GPT variant or a :func:`prepare_gpt` copy (the native decoding kernel included); the
+    samplers wrap the GPT with :func:`guided` and are otherwise unchanged.
+    """
+
+    def __init__(self, gpt: nn.Module, scale: float):
+        if not getattr(gpt, 'has_null_condition', False):
+            raise ValueError(f'guidance_scale={scale} needs a model trained with p_uncond > 0 '
+                             '(this one has no null condition)')
+        self.gpt, self.scale = gpt, float(scale)
+
+    def __getattr__(self, name):  # block size, config, pos_emb, cond_length, ...
+        return getattr(self.gpt, name)
+
+    def embed_condition(self, c: Cond) -> torch.Tensor:
+        """(2B, Tc, C): the condition's embeddings, then the null condition's."""
+        emb = self.gpt.embed_condition(c)
+        return torch.cat([emb, self.gpt.null_condition(c).to(emb.dtype)])
+
+    def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        """(R, T) tokens -> (2R, T, C): the same tokens in both streams."""
+        emb = self.gpt.embed_tokens(idx)
+        return torch.cat([emb, emb])
+
+    def cache_dtype_for(self, rows: int):
+        fn = getattr(self.gpt, 'cache_dtype_for', None)
+        return None if fn is None else fn(2 * rows)
+
+    def new_cache(self, batch_size: int, *args, **kwargs):
+        return self.gpt.new_cache(2 * batch_size, *args, **kwargs)
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """(2R, T, V) [cond ; uncond] -> (R, T, V) float32 guided logits."""
+        cond, unc = logits.float().chunk(2)
+        return unc + self.scale * (cond - unc)
+
+    def forward_cached(self, emb: torch.Tensor, cache, last_only: bool = True, need_weights: bool = False):
+        """As ``GPT.forward_cached`` on both streams; the attention returned is the conditional stream's."""
+        logits, att = self.gpt.forward_cached(emb, cache, last_only=last_only, need_weights=need_weights)
+        return self.combine(logits), (None if att is None else att.chunk(2)[0])
+
+    def forward_embeddings(self, emb: torch.Tensor, targets=None, return_attention: bool = False):
+        logits, _, att = self.gpt.forward_embeddings(emb, return_attention=return_attention)
+        return self.combine(logits), None, (None if att is None else att.chunk(2)[0])
+
+    def eval(self):
+        self.gpt.eval()
+        return self
+
+
+def guided(gpt, guidance_scale: float = 1.0):
+    """``gpt`` itself for ``guidance_scale == 1`` (no second stream), else a :class:`GuidedGPT` view."""
+    if float(guidance_scale) == 1.0:
+        return gpt
+    if not float(guidance_scale) >= 0:
+        raise ValueError(f'guidance_scale must be >= 0, got {guidance_scale}')
+    return GuidedGPT(gpt, guidance_scale)
 
 
 # ----------------------------------------------------------------------------- trained length
@@ -124,7 +195,8 @@ def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[to
                   num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
                   top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
                   generator: Optional[torch.Generator] = None, progress: bool = False,
-                  return_attention: bool = False, callback: Optional[Callable[[int], Any]] = None):
+                  return_attention: bool = False, callback: Optional[Callable[[int], Any]] = None,
+                  guidance_scale: float = 1.0):
     """Sample ``steps`` tokens after ``[cond ; prefix]`` with a KV cache.
 
     Args:
@@ -138,9 +210,11 @@ def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[to
         progress: show a progress bar. callback: called with the step index before each step.
         return_attention: also return the last layer's attention of the final step's query,
             (B*n, n_head, 1, cond+P+steps-1) (a row of the reference's returned attention).
+        guidance_scale: classifier-free guidance (see :class:`GuidedGPT`; 1: off).
     Returns:
         tokens (B*n, P+steps) (prefix included), and the attention if requested.
     """
+    gpt = guided(gpt, guidance_scale)
     device = _device(gpt)
     cond = _to(cond, device)
     B = _batch(cond)
@@ -172,9 +246,10 @@ def sample_tokens_uncached(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Op
                            num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
                            top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
                            generator: Optional[torch.Generator] = None, progress: bool = False,
-                           return_attention: bool = False):
+                           return_attention: bool = False, guidance_scale: float = 1.0):
     """The reference loop: the whole ``[cond ; tokens]`` sequence is recomputed for every token.
     Same arguments and results as :func:`sample_tokens` (the baseline of the benchmark)."""
+    gpt = guided(gpt, guidance_scale)
     device = _device(gpt)
     cond = repeat_cond(_to(cond, device), num_samples)
     B = _batch(cond) // num_samples
@@ -235,7 +310,8 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
                 prefix: Optional[torch.Tensor] = None, window_hop: int = 1, context_cols: Optional[int] = None,
                 num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
                 top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+                generator: Optional[torch.Generator] = None, progress: bool = False,
+                guidance_scale: float = 1.0) -> torch.Tensor:
     """Generate an (H, total_cols) token grid (column-major, (B*n, H*total_cols)) with a sliding window.
 
     Args:
@@ -247,6 +323,7 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
     The condition's keys/values are computed once (fixed condition) and kept when the window moves;
     each move re-encodes only the window's earlier columns; within a window one token per step.
     """
+    gpt = guided(gpt, guidance_scale)
     device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
     n_tok = seq.shape[1]
     base = None if cond_fn else _prefill(gpt, c0, None, num_samples)
@@ -278,10 +355,11 @@ def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W
                          context_cols: Optional[int] = None, num_samples: int = 1, temperature: float = 1.0,
                          top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
                          seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                         progress: bool = False) -> torch.Tensor:
+                         progress: bool = False, guidance_scale: float = 1.0) -> torch.Tensor:
     """The reference's windowed loop (``sample_visualization.sample_conditionally``): for every token
     the whole W-column window (future cells zero) is run through the GPT and the logit at the token's
     local position is used. Same arguments and results as :func:`sample_long`."""
+    gpt = guided(gpt, guidance_scale)
     device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
     n_tok = seq.shape[1]
     for t in _progress(n_tok - P, progress, 'sampling (long, uncached)'):

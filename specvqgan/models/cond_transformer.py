@@ -59,12 +59,18 @@ def derive_permuter_config(permuter_cfg: Optional[Any], first_stage_cfg: Any) ->
     return cfg
 
 
-def derive_transformer_config(transformer_cfg: Any, n_tokens: Optional[int], cond_len: Optional[int]) -> dict:
+def derive_transformer_config(transformer_cfg: Any, n_tokens: Optional[int], cond_len: Optional[int],
+                              p_uncond: float = 0.0) -> dict:
     """Fill ``GPT_config.block_size`` (= cond_len + n_tokens) if absent, else check it; fill a feature
-    embedder's ``out_channels`` with ``n_embd`` if absent."""
+    embedder's ``out_channels`` with ``n_embd`` if absent; pass the model's ``p_uncond`` (> 0) to the GPT."""
     cfg = _container(transformer_cfg)
     params = cfg.setdefault('params', {})
     gpt_cfg = params.get('GPT_config', params)
+    if p_uncond:
+        if float(gpt_cfg.get('p_uncond', p_uncond)) != float(p_uncond):
+            raise ConfigError(f"transformer_config: GPT_config.p_uncond={gpt_cfg['p_uncond']} contradicts the "
+                              f'model\'s p_uncond={p_uncond}; set one of them')
+        gpt_cfg['p_uncond'] = float(p_uncond)
     given = gpt_cfg.get('block_size')
     needed = None if (n_tokens is None or cond_len is None) else n_tokens + cond_len
     if given is None:
@@ -102,6 +108,10 @@ class Net2NetTransformer(BaseModel):
         downsample_cond_size: reference option for image conditions (-1: off).
         pkeep: probability to keep a ground-truth input token (1.0: always; the reference applied it
             only to the plain GPT, here it applies to every variant).
+        p_uncond: condition dropout for classifier-free guidance (docs/guidance.md): the probability that
+            a training example's condition is replaced by the GPT's learned null embedding (0: off, the
+            reference model and state dict; > 0 adds ``transformer.null_cond``). Same as
+            ``GPT_config.p_uncond``.
         log_media: sample and log spectrograms + Griffin-Lim audio at the first validation batch.
         log_num_samples / log_top_k / log_temperature: items and sampling options for those logs.
         code_cache_size: remember the frozen codebook's tokens of up to this many distinct mels (keyed by
@@ -115,7 +125,7 @@ class Net2NetTransformer(BaseModel):
                  first_stage_key: str = 'image', cond_stage_key: Any = 'depth',
                  downsample_cond_size: int = -1, pkeep: float = 1.0, log_media: bool = True,
                  log_num_samples: int = 2, log_top_k: Optional[int] = 100, log_temperature: float = 1.0,
-                 code_cache_size: int = 0):
+                 code_cache_size: int = 0, p_uncond: float = 0.0):
         super().__init__()
         if code_cache_size < 0:
             raise ValueError(f'code_cache_size must be >= 0, got {code_cache_size}')
@@ -132,7 +142,7 @@ class Net2NetTransformer(BaseModel):
             n_tokens = perm_cfg['params']['H'] * perm_cfg['params']['W']
         cond_len = getattr(self.cond_stage_model, 'cond_len', None)
         self.transformer = instantiate_from_config(OmegaConf.create(
-            derive_transformer_config(transformer_config, n_tokens, cond_len)))
+            derive_transformer_config(transformer_config, n_tokens, cond_len, p_uncond)))
         self.first_stage_key = first_stage_key
         self.cond_stage_key = cond_stage_key
         self.downsample_cond_size = downsample_cond_size
@@ -206,6 +216,9 @@ class Net2NetTransformer(BaseModel):
         if self.has_prefix_gpt:
             logits, _, _ = self.transformer(a_indices[:, :-1], c)
             cond_size = self.transformer.cond_length(c)
+        elif self.transformer.p_uncond > 0:  # plain GPT with condition dropout: the indices as a prefix
+            logits, _, _ = self.transformer(a_indices[:, :-1], self.transformer.training_condition(c_indices))
+            cond_size = c_indices.shape[1]
         else:
             logits, _, _ = self.transformer(torch.cat((c_indices, a_indices), dim=1)[:, :-1])
             cond_size = c_indices.shape[1]
@@ -218,18 +231,20 @@ class Net2NetTransformer(BaseModel):
 
     @torch.no_grad()
     def sample(self, x, c, steps, temperature=1.0, sample=False, top_k=None, callback=lambda k: None,
-               top_p=None, num_samples=1, seed=None, progress=False):
+               top_p=None, num_samples=1, seed=None, progress=False, guidance_scale=1.0):
         """Continue the tokens x (B, P) for ``steps`` tokens given the condition c (KV-cached).
 
         As the reference: ``sample=False`` is greedy; returns (tokens (B, P+steps), attention), the
         attention being the last layer's attention row of the final step's query (B, n_head, 1, L).
-        Extra keyword options: ``top_p``, ``num_samples`` per condition, ``seed``, ``progress``."""
+        Extra keyword options: ``top_p``, ``num_samples`` per condition, ``seed``, ``progress``,
+        ``guidance_scale`` (classifier-free guidance, models trained with ``p_uncond > 0``)."""
         if self.transformer.training:
             raise RuntimeError('sample() needs the transformer in eval mode (call .eval())')
         cond = c if self.has_prefix_gpt else self.encode_to_c(c)[1]
         tokens, att = sample_tokens(self.transformer, cond, steps, prefix=x, num_samples=num_samples,
                                     temperature=temperature, top_k=top_k, top_p=top_p, greedy=not sample,
-                                    seed=seed, progress=progress, return_attention=True, callback=callback)
+                                    seed=seed, progress=progress, return_attention=True, callback=callback,
+                                    guidance_scale=guidance_scale)
         return tokens, att.detach().cpu()
 
     @torch.no_grad()
@@ -237,7 +252,7 @@ class Net2NetTransformer(BaseModel):
                  x: Optional[torch.Tensor] = None, prime_cols: int = 0, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
                  seed: Optional[int] = None, window_hop: int = 1, gpt: Optional[torch.nn.Module] = None,
-                 progress: bool = False):
+                 progress: bool = False, guidance_scale: float = 1.0):
         """Condition -> (tokens (B*n, H*total_cols), mel (B*n, 1, 80, 16*total_cols) in [-1, 1]).
 
         Args:
@@ -246,6 +261,7 @@ class Net2NetTransformer(BaseModel):
                 e.g. ``3 * W`` for 3x the trained length). x / prime_cols: prime with the first
                 ``prime_cols`` columns of the mel x (B, 1, 80, T). gpt: an inference copy from
                 :func:`specvqgan.sampling.prepare_gpt` (bf16/int8), default the fp32 transformer.
+            guidance_scale: classifier-free guidance scale (1: off; > 1 needs ``p_uncond > 0`` in training).
             Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.
         """
         perm = self.first_stage_permuter
@@ -261,7 +277,7 @@ class Net2NetTransformer(BaseModel):
                 raise ValueError('prime_cols > 0 needs the mel x to take the first columns from')
             prefix = self.encode_to_z(x)[1][:, :prime_cols * H]
         kw = dict(prefix=prefix, num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
-                  greedy=greedy, seed=seed, progress=progress)
+                  greedy=greedy, seed=seed, progress=progress, guidance_scale=guidance_scale)
         if total_cols == W:
             tokens = sample_tokens(gpt, cond, H * W - (0 if prefix is None else prefix.shape[1]), **kw)
         else:

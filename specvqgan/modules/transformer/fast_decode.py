@@ -1,8 +1,8 @@
 """Reduced-precision inference copy of the GPT for fast incremental decoding on CPU.
 
 :func:`specvqgan.sampling.prepare_gpt` returns a :class:`FastGPT` for ``'int8'`` and ``'bf16'``.
-It behaves like the GPT for the samplers (``embed_condition``, ``embed_tokens``, ``new_cache``,
-``forward_cached``, ``forward_embeddings``, ``cond_length``, ``pos_emb``, ``config``) but runs a
+It behaves like the GPT for the samplers (``embed_condition``, ``null_condition``, ``embed_tokens``,
+``new_cache``, ``forward_cached``, ``forward_embeddings``, ``cond_length``, ``pos_emb``, ``config``) but runs a
 functional decoding step that cuts the per-step overhead of the module path:
 
 * key/query/value are fused into one Linear (one int8 GEMM instead of three; only in this copy, the
@@ -127,6 +127,14 @@ class FastGPT(nn.Module):
 
     def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
         return self.gpt.tok_emb(idx)
+
+    @property
+    def has_null_condition(self) -> bool:
+        return self.gpt.has_null_condition
+
+    def null_condition(self, c: Any) -> torch.Tensor:
+        """The unconditional prefix (classifier-free guidance), as ``GPT.null_condition``."""
+        return self.gpt.null_condition(c).to(self.act_dtype)
 
     def cache_dtype_for(self, rows: int) -> torch.dtype:
         """Cache dtype when ``rows`` sequences are decoded together (a measured choice, see the module docstring)."""

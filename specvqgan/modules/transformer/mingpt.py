@@ -12,6 +12,11 @@ stored; a load hook drops it from reference checkpoints after checking it is the
 Two ways to run the model:
 * ``forward(idx, cond)``: the whole sequence at once (training, the reference-style sampler);
 * ``forward_cached(emb, cache)``: append positions to a :class:`KVCache` (incremental sampling).
+
+Classifier-free guidance: with ``p_uncond > 0`` the model owns a learned "no condition" embedding
+``null_cond`` (absent otherwise, so the reference keys are unchanged) and, in training, replaces the
+condition of each example by it with probability ``p_uncond``; :meth:`GPT.null_condition` gives the
+unconditional prefix the guided samplers of :mod:`specvqgan.sampling` run beside the conditional one.
 """
 from __future__ import annotations
 
@@ -33,13 +38,16 @@ class GPTConfig:
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int = 12, n_head: int = 8,
                  n_embd: int = 256, embd_pdrop: float = 0., resid_pdrop: float = 0.,
-                 attn_pdrop: float = 0., n_unmasked: int = 0):
+                 attn_pdrop: float = 0., n_unmasked: int = 0, p_uncond: float = 0.):
         if n_embd % n_head != 0:
             raise ValueError(f'GPT: n_embd={n_embd} is not divisible by n_head={n_head}')
+        if not 0.0 <= float(p_uncond) < 1.0:
+            raise ValueError(f'GPT: p_uncond must be in [0, 1), got {p_uncond}')
         self.vocab_size, self.block_size = int(vocab_size), int(block_size)
         self.n_layer, self.n_head, self.n_embd = int(n_layer), int(n_head), int(n_embd)
         self.embd_pdrop, self.resid_pdrop, self.attn_pdrop = embd_pdrop, resid_pdrop, attn_pdrop
         self.n_unmasked = int(n_unmasked)
+        self.p_uncond = float(p_uncond)
 
 
 def attention_mask(q_start: int, T: int, L: int, n_unmasked: int = 0, device=None) -> torch.Tensor:
@@ -163,14 +171,20 @@ class GPT(nn.Module):
         vocab_size: codebook size. block_size: maximal sequence length (condition + tokens).
         n_layer, n_head, n_embd: depth, heads, width. *_pdrop: dropouts (reference defaults 0).
         n_unmasked: first positions that attend bidirectionally (reference option, 0 in all configs).
+        p_uncond: condition dropout for classifier-free guidance: in training each example's whole
+            condition is replaced by the learned ``null_cond`` embedding with this probability
+            (0: off, no ``null_cond`` parameter: the reference model).
     """
+
+    null_rows = 1  # learned null vectors: one, broadcast over the condition's positions
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int = 12, n_head: int = 8,
                  n_embd: int = 256, embd_pdrop: float = 0., resid_pdrop: float = 0.,
-                 attn_pdrop: float = 0., n_unmasked: int = 0):
+                 attn_pdrop: float = 0., n_unmasked: int = 0, p_uncond: float = 0.):
         super().__init__()
         config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, embd_pdrop,
-                           resid_pdrop, attn_pdrop, n_unmasked)
+                           resid_pdrop, attn_pdrop, n_unmasked, p_uncond)
+        self.p_uncond = config.p_uncond
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.embd_pdrop)
@@ -180,6 +194,8 @@ class GPT(nn.Module):
         self.block_size = config.block_size
         self.config = config
         self.apply(self._init_weights)
+        if self.p_uncond > 0:  # after the other weights: their initialisation does not change
+            self.null_cond = nn.Parameter(torch.randn(1, self.null_rows, config.n_embd) * 0.02)
         logger.info('GPT parameters: %.3e', sum(p.numel() for p in self.parameters()))
 
     def get_block_size(self) -> int:
@@ -205,6 +221,34 @@ class GPT(nn.Module):
     def cond_length(c: Any) -> int:
         """Number of prefix positions a condition occupies (``c.size(-1)`` as in the reference)."""
         return c.size(-1)
+
+    @property
+    def has_null_condition(self) -> bool:
+        """True when the model was built with ``p_uncond > 0`` (it can be sampled with guidance)."""
+        return hasattr(self, 'null_cond')
+
+    def _null_parts(self, c: Any) -> list[tuple[int, int]]:
+        """(null row, positions) spans of the unconditional prefix of condition ``c``."""
+        return [(0, self.cond_length(c))]
+
+    def null_condition(self, c: Any) -> torch.Tensor:
+        """The unconditional prefix (B, Tc, C) in place of ``embed_condition(c)``: the learned null
+        vector(s) repeated over the condition's positions (positions still come from ``pos_emb``)."""
+        if not self.has_null_condition:
+            raise ValueError('this GPT has no null condition (it was trained with p_uncond = 0): '
+                             'classifier-free guidance needs a model trained with p_uncond > 0')
+        B = c[next(iter(c))].shape[0] if isinstance(c, dict) else c.shape[0]
+        parts = [self.null_cond[:, r:r + 1].expand(B, n, -1) for r, n in self._null_parts(c)]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def training_condition(self, c: Any) -> torch.Tensor:
+        """``embed_condition(c)`` (B, Tc, C); in training with ``p_uncond > 0`` each row is replaced
+        by :meth:`null_condition` with probability ``p_uncond`` (condition dropout)."""
+        emb = self.embed_condition(c)
+        if self.training and self.p_uncond > 0:
+            drop = torch.rand(emb.shape[0], 1, 1, device=emb.device) < self.p_uncond
+            emb = torch.where(drop, self.null_condition(c).to(emb.dtype), emb)
+        return emb
 
     # --- full-sequence path ---
     def forward_embeddings(self, emb: torch.Tensor, targets: Optional[torch.Tensor] = None,
@@ -302,7 +346,7 @@ class GPTFeats(GPT):
         return embed_features(self.embedder, feats.to(self.pos_emb.dtype))
 
     def forward(self, idx, feats, targets=None, return_attention=False):
-        return super().forward(idx, self.embed_condition(feats), targets, return_attention)
+        return super().forward(idx, self.training_condition(feats), targets, return_attention)
 
 
 class GPTClass(GPT):
@@ -316,11 +360,15 @@ class GPTClass(GPT):
         return self.embedder(token)
 
     def forward(self, idx, token, targets=None, return_attention=False):
-        return super().forward(idx, self.embed_condition(token), targets, return_attention)
+        return super().forward(idx, self.training_condition(token), targets, return_attention)
 
 
 class GPTFeatsClass(GPT):
-    """GPT conditioned on ``{'feature': (B, D, Tf), 'target': (B, 1)}``: features, then the class."""
+    """GPT conditioned on ``{'feature': (B, D, Tf), 'target': (B, 1)}``: features, then the class.
+    Its null condition has two learned vectors, one repeated over the feature positions, one for the
+    class; condition dropout replaces both together (the unconditional model guidance needs)."""
+
+    null_rows = 2
 
     def __init__(self, feat_embedding_config: Any, token_embedding_config: Any, GPT_config: Any):
         super().__init__(**dict(GPT_config))
@@ -335,5 +383,8 @@ class GPTFeatsClass(GPT):
     def cond_length(c: dict) -> int:
         return c['feature'].size(-1) + c['target'].size(-1)
 
+    def _null_parts(self, c: dict) -> list[tuple[int, int]]:
+        return [(0, c['feature'].size(-1)), (1, c['target'].size(-1))]
+
     def forward(self, idx, feats_token_dict, targets=None, return_attention=False):
-        return super().forward(idx, self.embed_condition(feats_token_dict), targets, return_attention)
+        return super().forward(idx, self.training_condition(feats_token_dict), targets, return_attention)
