@@ -86,6 +86,9 @@ def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance scale (1: off; > 1 needs a model trained with p_uncond > 0; "
+                        "docs/guidance.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda[:LOCAL_RANK] if available)")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
@@ -100,7 +103,8 @@ def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
     opts = SamplerOptions(ckpt=a.ckpt, out=a.out, mode=a.mode, split=a.split, config=a.config,
                           overrides=tuple(a.overrides), samples_per_video=a.samples_per_video,
                           batch_size=a.batch_size, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                          seed=a.seed, device=a.device, precision=a.precision, limit=a.limit, shard=a.shard,
+                          guidance_scale=a.guidance_scale, seed=a.seed, device=a.device, precision=a.precision,
+                          limit=a.limit, shard=a.shard,
                           progress=not a.no_progress)
     return opts, a.trust_checkpoint
 

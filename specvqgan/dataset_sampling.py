@@ -44,7 +44,7 @@ from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
 from specvqgan.files import atomic_write, file_sha256
-from specvqgan.sampling import filter_logits, prepare_gpt, sample_tokens
+from specvqgan.sampling import filter_logits, guided, prepare_gpt, sample_tokens
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,13 @@ def gumbel_noise(seeds: Sequence[int], steps: int, vocab: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, top_k: Optional[int] = None,
-                top_p: Optional[float] = None, gpt=None) -> torch.Tensor:
+                top_p: Optional[float] = None, gpt=None, guidance_scale: float = 1.0) -> torch.Tensor:
     """One sample per condition row, row b drawn with its own seed.
 
     Args:
         model: a Net2NetTransformer (eval). cond: its condition batch for B rows (``get_input`` output).
         seeds: B seeds. gpt: an inference copy (:func:`specvqgan.sampling.prepare_gpt`), default fp32.
+        guidance_scale: classifier-free guidance (:class:`specvqgan.sampling.GuidedGPT`; 1: off).
     Returns:
         mels (B, 80, 16 * W) float32 in [0, 1] (trained length: H x W tokens).
     """
@@ -196,7 +197,7 @@ def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, 
     device = gpt.pos_emb.device
     cond = {k: v.to(device) for k, v in cond.items()} if isinstance(cond, dict) else cond.to(device)
     noise = gumbel_noise(seeds, H * W, gpt.config.vocab_size).to(device)
-    view = RowNoiseGPT(gpt, noise, gpt.cond_length(cond), temperature, top_k, top_p)
+    view = RowNoiseGPT(guided(gpt, guidance_scale), noise, gpt.cond_length(cond), temperature, top_k, top_p)
     tokens = sample_tokens(view, cond, H * W, greedy=True)
     e_dim = model.first_stage_model.quantize.embedding.weight.shape[1]
     # one row at a time: a row's mel does not depend on the batch (batched convs round differently)
@@ -228,6 +229,7 @@ class SamplerOptions:
     temperature: float = 1.0
     top_k: Optional[int] = None
     top_p: Optional[float] = None
+    guidance_scale: float = 1.0             # classifier-free guidance (1: off; models trained with p_uncond)
     seed: int = 0
     device: Optional[str] = None            # default: cuda (cuda:$LOCAL_RANK under torchrun) if available
     precision: str = "fp32"                 # fp32 | bf16 | int8 (specvqgan.sampling.prepare_gpt)
@@ -237,7 +239,8 @@ class SamplerOptions:
 
 
 # options that change the files: a folder holds one setting (extending samples_per_video is fine)
-_FIXED = ("mode", "split", "seed", "temperature", "top_k", "top_p", "precision")
+_FIXED = ("mode", "split", "seed", "temperature", "top_k", "top_p", "precision", "guidance_scale")
+_DEFAULTS = {"guidance_scale": 1.0}  # for folders written before the option existed
 
 
 def _check_metadata(out: Path, opts: SamplerOptions) -> None:
@@ -253,6 +256,8 @@ def _check_metadata(out: Path, opts: SamplerOptions) -> None:
         if "ckpt_sha256" not in old and old.get("ckpt") == str(Path(opts.ckpt).resolve()):
             old["ckpt_sha256"] = mine["ckpt_sha256"]    # written before hashes were recorded: same file
         old["config"] = [str(c) for c in old.get("config") or []]
+        for k, v in _DEFAULTS.items():
+            old.setdefault(k, v)
         diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
         if diff:
             if "ckpt_sha256" in diff:
@@ -292,6 +297,8 @@ def sample_dataset(opts: SamplerOptions) -> dict:
         raise ValueError(f"mode must be one of {MODES}, got {opts.mode!r}")
     if opts.samples_per_video < 1 or opts.batch_size < 1:
         raise ValueError("samples_per_video and batch_size must be >= 1")
+    if not opts.guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {opts.guidance_scale}")
     rank, world = parse_shard(opts.shard)
     cfg = data_config(opts.ckpt, opts.config, opts.overrides)
     dataset = build_split(cfg, opts.split)
@@ -317,6 +324,9 @@ def sample_dataset(opts: SamplerOptions) -> dict:
     device = _default_device(opts.device)
     model, kind = load_model(opts.ckpt, opts.mode)
     model = model.to(device).eval()
+    if kind == "transformer" and opts.guidance_scale != 1 and not model.transformer.has_null_condition:
+        raise ValueError(f"{opts.ckpt}: guidance_scale={opts.guidance_scale} needs a model trained with "
+                         f"p_uncond > 0 (docs/guidance.md); this one has no null condition")
     gpt = prepare_gpt(model.transformer, opts.precision) if kind == "transformer" else None
     bar = None
     if opts.progress:
@@ -330,7 +340,7 @@ def sample_dataset(opts: SamplerOptions) -> dict:
             cond = model.get_input(model.cond_stage_key, batch)
             seeds = [sample_seed(opts.seed, split_clip(clips[i])[1], k) for i, k in batch_rows]
             mels = sample_rows(model, cond, seeds, temperature=opts.temperature, top_k=opts.top_k,
-                               top_p=opts.top_p, gpt=gpt)
+                               top_p=opts.top_p, gpt=gpt, guidance_scale=opts.guidance_scale)
         else:
             mels = reconstruct(model, batch["image"])
         for (i, k), mel in zip(batch_rows, mels.cpu().numpy()):
