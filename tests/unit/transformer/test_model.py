@@ -147,7 +147,7 @@ def test_condition_dropout_model_trains_guides_and_loads_strictly(tmp_path):
     """p_uncond > 0: one extra key (the null condition), trained, exported, rebuilt and loaded strictly;
     guided generation runs. The GPT_config spelling means the same; a contradiction is an error."""
     from specvqgan.config import ConfigError
-    from specvqgan.models.base import export_checkpoint, load_model
+    from specvqgan.checkpoint import build_model as load_model, export as export_checkpoint
     torch.manual_seed(0)
     cfg = OmegaConf.merge(TINY, {'params': {'p_uncond': 0.3}})
     m = instantiate_from_config(cfg)
