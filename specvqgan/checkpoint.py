@@ -263,6 +263,27 @@ def instantiate(config: Mapping, path: str | Path) -> Any:
         raise ConfigError(f"checkpoint {path}: {err}") from None
 
 
+def instantiate_loaded(config: Mapping, state_dict: Mapping, path: str | Path, strict: bool = True) -> Any:
+    """``instantiate`` + ``load_state_dict(strict)`` without the random initialisation and the copy: the
+    model is built on the meta device and takes the checkpoint's tensors themselves (memory-mapped when
+    :func:`read` got ``mmap=True``; cast where the model's dtype differs, e.g. fp16 weights into an fp32
+    model). A tensor the checkpoint does not provide (a non-persistent buffer) makes it fall back to the
+    plain build, so the result always equals ``instantiate`` + ``load_state_dict``."""
+    import itertools
+
+    import torch
+    with torch.device("meta"):
+        model = instantiate(config, path)
+    own = model.state_dict()
+    sd = {k: v.to(own[k].dtype) if k in own and torch.is_tensor(v) and v.dtype != own[k].dtype else v
+          for k, v in state_dict.items()}
+    model.load_state_dict(sd, strict=strict, assign=True)
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        model = instantiate(config, path)
+        model.load_state_dict(state_dict, strict=strict)
+    return model
+
+
 def build_model(path: str | Path, *, trust: bool = False, strict_keys: bool = True,
                 drop_prefixes: tuple = (), **overrides: Any) -> torch.nn.Module:
     """Rebuild the model of a checkpoint (stored config or run layout) and load its weights strictly,

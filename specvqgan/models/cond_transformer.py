@@ -159,16 +159,14 @@ class Net2NetTransformer(BaseModel):
         layout) in eval mode, strictly. The codebook weights come from the checkpoint itself, so the
         first stage's ``ckpt_path`` recorded in the config is not needed (it may no longer exist).
         ``trust``: read the file with ``weights_only=False`` (see :func:`specvqgan.checkpoint.read`)."""
-        from specvqgan.checkpoint import CheckpointError, instantiate, model_config, read
-        ckpt = read(path, trust=trust)
+        from specvqgan.checkpoint import CheckpointError, instantiate_loaded, model_config, read
+        ckpt = read(path, trust=trust, mmap=True)       # the weights stay on disk until used
         config = OmegaConf.create(model_config(ckpt, path))
         if 'first_stage_config' not in (config.get('params') or {}):
             raise CheckpointError(f'checkpoint {path} is not a Net2NetTransformer (model {config.target})')
         config.params.first_stage_config.params.ckpt_path = None
         config.params.ckpt_path = None
-        model = instantiate(config, path)
-        model.load_state_dict(ckpt['state_dict'], strict=True)
-        return model.eval()
+        return instantiate_loaded(config, ckpt['state_dict'], path).eval()
 
     def init_from_ckpt(self, path: str, ignore_keys: Sequence[str] = ()) -> None:
         """Load a Lightning/exported checkpoint; keys starting with ``ignore_keys`` are skipped and

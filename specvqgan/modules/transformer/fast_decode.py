@@ -41,12 +41,17 @@ PRECISIONS = ('bf16', 'int8')
 
 def _int8_linear(lin: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
     """x (..., in) fp32 -> (..., out) fp32 through a dynamically quantized int8 GEMM with
-    per-output-channel weight scales (fbgemm/x86 engine)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    with warnings.catch_warnings():
+    per-output-channel symmetric weight scales (fbgemm/x86 engine). The weights are quantized and packed
+    once, exactly as ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` does (its observer's
+    scale max(|min|, |max|) / 127.5), without the module round trip that packs them three times."""
+    w = lin.weight.detach().float()
+    lo, hi = torch.aminmax(w, dim=1)
+    scale = torch.maximum(-lo.clamp(max=0), hi.clamp(min=0)) / 127.5
+    scale = torch.maximum(scale, torch.tensor(torch.finfo(torch.float32).eps))
+    with warnings.catch_warnings():       # quantized tensor creation is marked deprecated
         warnings.simplefilter('ignore')
-        q = quantize_dynamic(nn.Sequential(lin), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)[0]
-    packed = q._packed_params._packed_params
+        q = torch.quantize_per_channel(w, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(q, None if lin.bias is None else lin.bias.detach().float())
     op = torch.ops.quantized.linear_dynamic
     return lambda x: op(x, packed, True)
 
@@ -60,10 +65,9 @@ def _float_linear(lin: nn.Linear, dtype: torch.dtype) -> Callable[[torch.Tensor]
 def _fused_qkv(attn: nn.Module) -> nn.Linear:
     """One Linear C -> 3C whose output is [query ; key ; value]."""
     mods = (attn.query, attn.key, attn.value)
-    fused = nn.Linear(attn.query.in_features, 3 * attn.query.out_features)
-    with torch.no_grad():
-        fused.weight.copy_(torch.cat([m.weight for m in mods], 0))
-        fused.bias.copy_(torch.cat([m.bias for m in mods], 0))
+    fused = nn.Linear(attn.query.in_features, 3 * attn.query.out_features, device='meta')   # no random init
+    fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in mods], 0), requires_grad=False)
+    fused.bias = nn.Parameter(torch.cat([m.bias.detach() for m in mods], 0), requires_grad=False)
     return fused
 
 
