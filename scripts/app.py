@@ -9,7 +9,8 @@ there): sliders for top-k, temperature, the number of samples and the seed; outp
 the generated sound muxed in and their spectrograms; errors (a corrupt upload ...) show in the page.
 Nothing leaves the machine: analytics are off, no share link, and the page needs no CDN. The same call is
 open to scripts as the API endpoint ``/generate``: ``gradio_client.Client(url).predict(handle_file(video),
-top_k, temperature, samples, seed, random_features, api_name="/generate")``.
+top_k, temperature, samples, seed, random_features[, guidance_scale], api_name="/generate")``
+(``guidance_scale`` only for models trained with ``p_uncond > 0``, docs/guidance.md).
 
 Limits (docs/robustness.md): uploads over ``--max-upload-mb`` are refused, sound is made for the first
 ``--max-seconds`` of a video, each request's folder (and Gradio's copies) is deleted ``--keep-minutes``
@@ -97,7 +98,7 @@ def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None =
     ``out_root/run_*`` folder; those older than ``keep_seconds`` are deleted at every request. Errors become
     ``gr.Error`` naming the file, never a server path."""
 
-    def generate(video, top_k, temperature, samples, seed, random_features,
+    def generate(video, top_k, temperature, samples, seed, random_features, guidance_scale=1.0,
                  progress=gr.Progress(track_tqdm=True)):  # the page shows the pipeline's tqdm bars
         if not video:
             raise gr.Error("Upload a video or pick an example first.")
@@ -110,7 +111,8 @@ def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None =
             duration = max_seconds if max_seconds and (length is None or length > max_seconds) else None
             res = pipe.generate(video, out_dir=out_dir, samples=int(samples), top_k=int(top_k) or None,
                                 temperature=float(temperature), seed=int(seed), duration=duration,
-                                random_features=bool(random_features), progress=True)
+                                random_features=bool(random_features), progress=True,
+                                guidance_scale=float(guidance_scale))
         except Exception as err:  # shown in the page; the traceback goes to the server log
             log.exception("generation failed for %s", video)
             msg = no_paths(str(err)).removeprefix(f"{name}: ")       # not the upload's temp path
@@ -121,7 +123,8 @@ def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None =
         cut = f" (the first {res.duration:.0f} s of {length or 0:.0f} s)" if duration else ""
         summary = (f"**{name}**: {len(res.mp4_paths)} sample(s) of {res.duration:.2f} s{cut} in {seconds:.1f} s "
                    f"(top-k {int(top_k) or 'off'}, temperature {float(temperature):g}, seed {int(seed)}"
-                   f"{', random visual features' if random_features else ''}).")
+                   f"{', random visual features' if random_features else ''}"
+                   f"{f', guidance {float(guidance_scale):g}' if float(guidance_scale) != 1 else ''}).")
         return videos, images, summary
 
     return generate
@@ -142,6 +145,10 @@ def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
                 samples = gr.Slider(1, 6, value=3, step=1, label="samples")
                 seed = gr.Number(value=0, precision=0, label="seed")
                 random_features = gr.Checkbox(False, label="control: replace the visual features by noise")
+                inputs = [video, top_k, temperature, samples, seed, random_features]
+                if pipe.model.transformer.has_null_condition:  # trained with p_uncond: docs/guidance.md
+                    inputs.append(gr.Slider(1.0, 5.0, value=1.0, step=0.5,
+                                            label="guidance scale (1 = off; higher follows the video more)"))
                 button = gr.Button("Generate sound", variant="primary")
             with gr.Column():
                 videos = gr.Gallery(label="Videos with generated sound", columns=3, object_fit="contain",
@@ -153,7 +160,7 @@ def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
             gr.Examples([[str(p)] for p in examples], inputs=[video], label="Examples",
                         example_labels=[f"{p.parent.name}/{p.name}" for p in examples])
         button.click(make_handler(pipe, out_root, max_seconds, keep_seconds),
-                     inputs=[video, top_k, temperature, samples, seed, random_features],
+                     inputs=inputs,
                      outputs=[videos, images, summary], api_name="generate")
     return app
 

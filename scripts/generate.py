@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance (1: off; > 1 follows the video more closely; models trained "
+                        "with p_uncond > 0, docs/guidance.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to generate (default: the whole video; longer than the trained clip -> "
@@ -157,7 +160,8 @@ def main(argv=None) -> int:
             res = pipe.generate(video, out, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
                                 temperature=args.temperature, seed=args.seed, duration=args.duration,
                                 random_features=args.random_features, class_id=args.class_id,
-                                progress=args.progress, write_mp4=not args.no_mp4)
+                                progress=args.progress, write_mp4=not args.no_mp4,
+                                guidance_scale=args.guidance_scale)
             if args.av_benchmark:
                 export_sample(args, item, res)
         except bad_input as err:
@@ -187,7 +191,8 @@ def produced_by(args, pipe) -> dict:
     return dict(transformer_sha256=path_sha256(pipe.checkpoint), vocoder_sha256=path_sha256(args.vocoder),
                 feature_weights_sha256=path_sha256(pipe.feature_weights),
                 **{k: getattr(args, k) for k in ("samples", "top_k", "top_p", "temperature", "seed", "duration",
-                                                 "class_id", "precision", "random_features", "allow_truncated")})
+                                                 "class_id", "precision", "random_features", "allow_truncated")},
+                **({"guidance_scale": args.guidance_scale} if args.guidance_scale != 1 else {}))
 
 
 def check_length(video, args) -> None:

@@ -218,7 +218,8 @@ class VideoToSound:
     def generate(self, video: str | Path, out_dir: str | Path, *, samples: int = 3, top_k: Optional[int] = None,
                  temperature: float = 1.0, top_p: Optional[float] = None, seed: Optional[int] = 0,
                  duration: Optional[float] = None, random_features: bool = False, class_id: Optional[int] = None,
-                 progress: bool = False, write_mp4: bool = True, window_hop: int = 1) -> GenerationResult:
+                 progress: bool = False, write_mp4: bool = True, window_hop: int = 1,
+                 guidance_scale: float = 1.0) -> GenerationResult:
         """Generate ``samples`` soundtracks for ``video`` and write them to ``out_dir``.
 
         Args:
@@ -230,6 +231,8 @@ class VideoToSound:
                 (the datasets' "no features" mode), seeded by ``seed``.
             class_id: class index, required by class-conditioned models.
             write_mp4: also write the video with the new sound. window_hop: see ``sampling.window_start``.
+            guidance_scale: classifier-free guidance (1: off; > 1 follows the video more closely, for models
+                trained with ``p_uncond > 0``; docs/guidance.md).
         Returns:
             :class:`GenerationResult`; files ``<out_dir>/<video stem>_sample_<k>.{wav,mp4,png,npy}``.
         Raises:
@@ -242,6 +245,11 @@ class VideoToSound:
         if self.spec.needs_class and class_id is None:
             raise GenerationError(f"{self.checkpoint}: the model is class-conditioned; pass class_id=<index> "
                                   f"(--class-id) to generate for {video}")
+        if guidance_scale != 1 and not self.model.transformer.has_null_condition:
+            raise GenerationError(f"{self.checkpoint}: guidance_scale={guidance_scale} needs a model trained with "
+                                  f"p_uncond > 0 (docs/guidance.md); this one has no null condition")
+        if not guidance_scale >= 0:
+            raise GenerationError(f"guidance_scale must be >= 0, got {guidance_scale}")
         times, t0 = {}, time.perf_counter()
         plan = self.prepare(video, duration, random_features, seed)
         times["features"], t0 = time.perf_counter() - t0, time.perf_counter()
@@ -249,7 +257,7 @@ class VideoToSound:
             self.condition(plan, 0, class_id)
         _, mel = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols, temperature=temperature,
                                      top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt, progress=progress,
-                                     window_hop=window_hop)
+                                     window_hop=window_hop, guidance_scale=guidance_scale)
         mels = ((mel[:, 0, :, :plan.n_frames].float() + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
         require_finite(mels, str(video), "generated mel values")
         times["sampling"], t0 = time.perf_counter() - t0, time.perf_counter()

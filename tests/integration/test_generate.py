@@ -222,3 +222,34 @@ def test_cli_refuses_videos_over_max_seconds(setup, repo_root, tmp_path, capsys)
     assert cli.main(["--video", str(d / "v2.mp4"), "--duration", "700", *common]) == 2
     assert "v2.mp4: --duration 700 s is over --max-seconds 600" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["_provenance.json"]        # no outputs
+
+
+@pytest.mark.slow
+def test_guidance_scale(setup, tiny_transformer_config, repo_root, tmp_path, capsys):
+    """A model trained with p_uncond: guided sound differs from unguided, reproducibly; a model without a
+    null condition refuses a guidance scale in one line (API and CLI)."""
+    d, pipe = setup
+    cfg = OmegaConf.to_container(tiny_transformer_config(d / "toy"), resolve=True)
+    cfg["model"]["params"]["p_uncond"] = 0.2
+    torch.manual_seed(0)
+    model = instantiate_from_config(OmegaConf.create(cfg["model"]))
+    with torch.no_grad():
+        for p in model.transformer.parameters():
+            p.normal_(0, 0.5)
+    export_checkpoint(model, cfg["model"], tmp_path / "cfg.pt")
+    guided = VideoToSound.from_checkpoints(tmp_path / "cfg.pt")
+    kw = dict(samples=1, seed=3, write_mp4=False)
+    plain = guided.generate(d / "v2.mp4", tmp_path / "s1", **kw)
+    a = guided.generate(d / "v2.mp4", tmp_path / "s3", guidance_scale=3.0, **kw)
+    b = guided.generate(d / "v2.mp4", tmp_path / "s3b", guidance_scale=3.0, **kw)
+    np.testing.assert_array_equal(a.mels[0], b.mels[0])
+    assert not np.array_equal(a.mels[0], plain.mels[0])
+    with pytest.raises(GenerationError, match="run.ckpt: guidance_scale=2.0 needs a model trained with p_uncond"):
+        pipe.generate(d / "v2.mp4", tmp_path / "x", guidance_scale=2.0, **kw)
+    spec = importlib.util.spec_from_file_location("generate_cli", repo_root / "scripts" / "generate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--video", str(d / "v2.mp4"), "--transformer", str(d / "exported.pt"), "--out",
+                     str(tmp_path / "cli"), "--samples", "1", "--guidance-scale", "2", "--no-mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a model trained with p_uncond" in err and "Traceback" not in err
