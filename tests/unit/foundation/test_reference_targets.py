@@ -262,3 +262,20 @@ def test_lightning_1x_trainer_keys_are_mapped(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ConfigError, match=r"gpus='0,' asks for GPU\(s\) \[0\].*lightning.trainer.gpus=null"):
         translate_trainer_args({"gpus": "0,"})
+
+
+def test_setup_callback_writes_the_reference_run_layout(tmp_path):
+    """train.SetupCallback: rank 0 creates the run folders and saves <now>-project.yaml and <now>-lightning.yaml."""
+    from types import SimpleNamespace
+
+    run = tmp_path / "logs" / "2021-06-06T19-42-53_vas_codebook"
+    cb = instantiate_from_config({"target": "train.SetupCallback", "params": {
+        "resume": "", "now": "2021-06-06T19-42-53", "logdir": str(run), "ckptdir": str(run / "checkpoints"),
+        "cfgdir": str(run / "configs"), "config": {"model": {"target": "x"}},
+        "lightning_config": {"trainer": {"gpus": "0,"}}}})
+    cb.on_fit_start(SimpleNamespace(global_rank=1), None)
+    assert not run.exists()
+    cb.on_fit_start(SimpleNamespace(global_rank=0), None)
+    assert (run / "checkpoints").is_dir()
+    assert OmegaConf.load(run / "configs" / "2021-06-06T19-42-53-project.yaml").model.target == "x"
+    assert OmegaConf.load(run / "configs" / "2021-06-06T19-42-53-lightning.yaml").lightning.trainer.gpus == "0,"
