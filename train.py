@@ -89,7 +89,9 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"run directory: {dirs.logdir}")
+    from specvqgan.distributed import is_launch_rank_zero
+    if is_launch_rank_zero():  # once per run, not per DDP process
+        print(f"run directory: {dirs.logdir}")
     return 0
 
 

@@ -14,9 +14,10 @@ import os
 import sys
 import time
 
-from feature_extraction.extract import (FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, find_videos,
-                                       resolve_video_list)
+from feature_extraction.extract import (FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, failures_file,
+                                       find_videos, resolve_video_list)
 from feature_extraction.flow import METHODS
+from specvqgan.distributed import parse_shard
 from specvqgan.provenance import ProvenanceError
 
 
@@ -53,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-truncated", action="store_true",
                    help="pad truncated streams (more than 2 frames or 0.1 s of audio missing) with a warning "
                         "instead of reporting the video as failed")
+    p.add_argument("--shard", default=None, help="i/n: this machine extracts videos i, i+n, ... of the sorted "
+                                                 "list (default: torchrun's or SLURM's rank/world size, else 0/1)")
     p.add_argument("--overwrite", action="store_true", help="recompute videos whose outputs exist")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any video failed")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        shard = parse_shard(a.shard)
         cfg = ExtractConfig(duration=a.duration, feature=a.feature, min_clip_duration=a.min_clip_duration,
                             overwrite=a.overwrite, weights=a.weights, random_weights=a.random_weights,
                             batch_size=a.batch_size, flow_method=a.flow_method, flow_weights=a.flow_weights,
@@ -74,16 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         results = extract_folder(a.videos, a.out, cfg, workers=a.workers, progress=not a.no_progress,
-                                 video_list=a.video_list)
+                                 video_list=a.video_list, shard=shard)
     except ProvenanceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
-    print(f"{len(results)} videos in {time.time() - t0:.1f} s: {counts['done']} extracted, "
+    where = "" if shard[1] == 1 else f"shard {shard[0]}/{shard[1]}: "
+    print(f"{where}{len(results)} videos in {time.time() - t0:.1f} s: {counts['done']} extracted, "
           f"{counts['skipped']} skipped (outputs exist), {counts['failed']} failed; outputs under {a.out}")
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        print(f"failures (also in {os.path.join(a.out, f'failures_{cfg.duration:g}s.txt')}):")
+        print(f"failures (also in {failures_file(a.out, cfg.duration, shard)}):")
         for r in failed:
             print(f"  {r.video}: {r.reason}")
     return 1 if failed and a.strict else 0

@@ -37,6 +37,7 @@ from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
 from specvqgan.checks import NonFiniteError, require_finite
+from specvqgan.distributed import shard_items
 from specvqgan.files import atomic_write, file_sha256
 from specvqgan.provenance import claim_folder, record_folder
 from specvqgan.shapes import FEAT_FPS, mel_frames
@@ -300,12 +301,20 @@ def resolve_video_list(videos: str | Path, video_list: str | Path) -> tuple[list
     return sorted(set(found)), missing
 
 
+def failures_file(out: str | Path, duration: float, shard: tuple[int, int] = (0, 1)) -> Path:
+    """``<out>/failures_<dur>s.txt``; one file per shard (``..._shard<i>of<n>.txt``) when sharded."""
+    index, count = shard
+    return Path(out) / (f"failures_{duration:g}s.txt" if count == 1 else f"failures_{duration:g}s_shard{index}of{count}.txt")
+
+
 def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, workers: int = 1,
-                   progress: bool = True, video_list: str | Path | None = None) -> list[Result]:
+                   progress: bool = True, video_list: str | Path | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> list[Result]:
     """Extract every video under ``videos`` (or only those named in ``video_list``, see
     :func:`resolve_video_list`; unlisted rows without a file are failures) into ``out``, mirroring
-    sub-folders. Returns one Result per video; failures are also written to
-    ``<out>/failures_<dur>s.txt`` (removed when none).
+    sub-folders. ``shard=(i, n)`` keeps every n-th video from the i-th of the sorted list, so n machines
+    (or torchrun / SLURM ranks) split a folder. Returns one Result per video; failures are also written
+    to :func:`failures_file` (removed when none).
 
     Raises:
         specvqgan.provenance.ProvenanceError: an output folder holds files made with other settings or
@@ -318,6 +327,7 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
         files, missing = find_videos(videos), []
     else:
         files, missing = resolve_video_list(videos, video_list)
+    files, missing = shard_items(files, *shard), shard_items(missing, *shard)
     jobs = [(v, out / v.parent.relative_to(videos), cfg) for v in files]
     folders = {p.parent: cfg.produced_by(key) for _, d, _ in jobs for key, p in cfg.output_paths(d, "x").items()}
     for folder, produced_by in folders.items():           # before any work: refuse mixing settings
@@ -342,7 +352,7 @@ def extract_folder(videos: str | Path, out: str | Path, cfg: ExtractConfig, work
     for folder, produced_by in folders.items():
         record_folder(folder, produced_by)
     results.sort(key=lambda r: r.video)
-    fail_file = out / f"failures_{cfg.duration:g}s.txt"
+    fail_file = failures_file(out, cfg.duration, shard)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         out.mkdir(parents=True, exist_ok=True)

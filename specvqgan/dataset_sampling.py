@@ -43,6 +43,7 @@ from specvqgan.checks import require_finite
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
+from specvqgan.distributed import parse_shard
 from specvqgan.files import atomic_write, file_sha256
 from specvqgan.sampling import filter_logits, guided, prepare_gpt, sample_tokens
 
@@ -74,16 +75,6 @@ def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
     with NaN / Inf is refused (:class:`specvqgan.checks.NonFiniteError` naming ``path``)."""
     require_finite(mel, str(path), "mel values")
     atomic_write(path, lambda tmp: np.save(tmp, mel))
-
-
-def parse_shard(shard: Optional[str] = None) -> tuple[int, int]:
-    """``'i/n'`` -> (i, n); None -> torchrun's ``RANK``/``WORLD_SIZE`` if set, else (0, 1)."""
-    if shard is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise ValueError(f"--shard {shard!r}: expected i/n with 0 <= i < n, e.g. 0/4")
-    return int(m.group(1)), int(m.group(2))
 
 
 # ----------------------------------------------------------------------------- models and data

@@ -7,22 +7,34 @@ Log layout (DESIGN.md section 5)::
         checkpoints/last.ckpt          every checkpoint also carries the merged config (key 'config')
         checkpoints/best-*.ckpt        best by lightning.modelcheckpoint.params.monitor
         tensorboard/                   scalars, spectrogram images, audio
+
+Under DDP (docs/distributed.md) the folder is decided once, by global rank 0 (exclusive ``mkdir``: two runs
+started in the same second get ``<time>_<name>`` and ``<time>_<name>_1``), handed to Lightning's spawned
+ranks through ``SPECVQGAN_RUN_DIR`` and to every other rank by a broadcast when the Trainer sets up; only
+rank 0 writes configs, checkpoints and media.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from specvqgan.checkpoint import run_config_files, safe_checkpoint_io
 from specvqgan.config import ConfigError, check_missing, instantiate_from_config, load_config
+from specvqgan.distributed import RUN_DIR_ENV, ddp_strategy, is_launch_rank_zero
 from specvqgan.reference import is_foreign_run, translate_trainer_args
 
 log = logging.getLogger(__name__)
@@ -74,9 +86,9 @@ def resolve_run(base: list[str], resume: str | None, name: str | None, logroot: 
             new = Path(logroot) / f"{now}_{name or re.sub(RUN_TIME, '', logdir.name)}"
             log.info("%s is not a run folder of this codebase (a release or an authors' run): resuming %s "
                      "into the new run folder %s", logdir, ckpt.name, new)
-            logdir = new
+            logdir = _shared_new_dir(new, lambda: create_run_dir(new))
         elif ckpt.name != "last.ckpt":
-            logdir = _branch_dir(logdir, ckpt, now)
+            logdir = _branch_target(logdir, ckpt, now)
             log.warning("resuming from %s (not last.ckpt): this run writes to %s", ckpt, logdir)
         return RunDirs(logdir, ckpt, saved + [Path(b) for b in base])
     if not base:
@@ -98,12 +110,82 @@ def _branch_dir(logdir: Path, ckpt: Path, now: str) -> Path:
     raise FileExistsError(f"cannot create a new run folder beside {logdir}")
 
 
+def _shared_new_dir(candidate: Path, create) -> Path:
+    """A new run folder decided once under DDP: rank 0 makes it (``create()``), Lightning's spawned ranks
+    find it in ``SPECVQGAN_RUN_DIR``, other ranks keep ``candidate`` until rank 0's name reaches them at
+    setup (:class:`ShareRunDir`)."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    return create() if is_launch_rank_zero() else candidate
+
+
+def _branch_target(logdir: Path, ckpt: Path, now: str) -> Path:
+    """The branch folder of a resume from an earlier state (:func:`_branch_dir`), decided once."""
+    return _shared_new_dir(logdir.parent / f"{logdir.name}_from_{ckpt.stem}_{now}",
+                           lambda: _branch_dir(logdir, ckpt, now))
+
+
+def create_run_dir(candidate: Path) -> Path:
+    """Create ``candidate`` (``<root>/<time>_<name>``) exclusively, or ``<time>_<name>_<k>`` with the first
+    free k when it exists already: two runs never share a folder."""
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(10_000):
+        path = candidate if k == 0 else candidate.with_name(f"{candidate.name}_{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a new run folder next to {candidate}")
+
+
+def _decide_run_dir(dirs: RunDirs, rank_zero: bool) -> None:
+    """Set ``dirs.logdir`` of a fresh run: ``$SPECVQGAN_RUN_DIR`` when set (by rank 0 before Lightning
+    spawned this process, or by hand), else a new folder created by rank 0. Other ranks keep the
+    candidate name until :class:`ShareRunDir` replaces it with rank 0's."""
+    chosen = os.environ.get(RUN_DIR_ENV)
+    if chosen:
+        dirs.logdir = Path(chosen)
+        if rank_zero and any((dirs.ckptdir).glob("*.ckpt")):
+            raise ConfigError(f"{RUN_DIR_ENV}={chosen} holds a run already: resume it with -r {chosen} "
+                              f"or unset {RUN_DIR_ENV}")
+    elif rank_zero:
+        dirs.logdir = create_run_dir(dirs.logdir)
+
+
+class ShareRunDir(Callback):
+    """Once the process group exists: every rank takes global rank 0's run folder (so checkpoints and the
+    returned :class:`RunDirs` agree on every node), and non-zero ranks reseed their random generators
+    with ``seed + rank`` (different augmentations; model weights are synchronized by DDP)."""
+
+    def __init__(self, dirs: RunDirs, seed: int) -> None:
+        self.dirs, self.seed = dirs, seed
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.world_size <= 1:
+            return
+        logdir = Path(trainer.strategy.broadcast(str(self.dirs.logdir), src=0))
+        self.dirs.logdir = logdir
+        for callback in trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.dirpath = str(self.dirs.ckptdir)
+        rank_seed = self.seed + trainer.global_rank  # PL_GLOBAL_SEED stays: DistributedSampler needs one seed
+        random.seed(rank_seed)
+        np.random.seed(rank_seed % 2**32)
+        torch.manual_seed(rank_seed)
+
+
 class SaveLast(Callback):
     """``last.ckpt`` always holds the latest state: written when training ends (also mid-epoch, e.g.
-    at ``max_steps``) and on Ctrl-C (SIGINT) or SIGTERM before the process exits, so no work is lost."""
+    at ``max_steps``) and on Ctrl-C (SIGINT) or SIGTERM before the process exits, so no work is lost.
+    The path follows ``dirs`` (rank 0's folder under DDP)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, dirs: RunDirs) -> None:
+        self.dirs = dirs
+
+    @property
+    def path(self) -> Path:
+        return self.dirs.ckptdir / "last.ckpt"
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         trainer.save_checkpoint(self.path)
@@ -128,7 +210,7 @@ class StoreConfig(Callback):
         checkpoint["config"] = self.config
 
 
-def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, dirs: RunDirs, seed: int = 23) -> list[Callback]:
     """Checkpointing (last + best by the monitored metric), interrupt saving, optional early stopping,
     learning-rate monitor and any ``lightning.callbacks.<name>: {target, params}``."""
     light = cfg.get("lightning", OmegaConf.create())
@@ -139,7 +221,8 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
         ModelCheckpoint(dirpath=dirs.ckptdir, filename="best-{epoch:03d}-{step:06d}" if monitor else "{epoch:03d}-{step:06d}",
                         monitor=monitor, save_top_k=ckpt_params.pop("save_top_k", 1), save_last=True,
                         mode=ckpt_params.pop("mode", "min"), enable_version_counter=False, **ckpt_params),
-        SaveLast(dirs.ckptdir / "last.ckpt"),
+        ShareRunDir(dirs, seed),
+        SaveLast(dirs),
         StoreConfig(cfg),
         LearningRateMonitor(logging_interval="step"),
     ]
@@ -155,21 +238,35 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs) -> list[Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, dirs: RunDirs, trust_checkpoint: bool = False) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, dirs: RunDirs, trust_checkpoint: bool = False,
+                  model: pl.LightningModule | None = None, seed: int = 23) -> pl.Trainer:
     """A Trainer from ``lightning.trainer`` (any Trainer kwarg) with our logger and callbacks; it reads
-    checkpoints (resume) through :mod:`specvqgan.checkpoint` (``trust_checkpoint``: in full)."""
+    checkpoints (resume) through :mod:`specvqgan.checkpoint` (``trust_checkpoint``: in full). A DDP strategy
+    (named, or picked by ``auto`` for several devices) looks for unused parameters only for models that
+    need it (:func:`specvqgan.distributed.ddp_strategy`)."""
     trainer_kwargs = OmegaConf.to_container(cfg.get("lightning", {}).get("trainer", {}) or {}, resolve=True)
     for forbidden in ("logger", "callbacks", "default_root_dir", "plugins"):
         if forbidden in trainer_kwargs:
             raise ConfigError(f"lightning.trainer.{forbidden} is set by train.py; remove it from the config")
     trainer_kwargs = translate_trainer_args(trainer_kwargs)  # Lightning-1.x keys (gpus, distributed_backend)
     trainer_kwargs.setdefault("accelerator", "auto")
-    logger = TensorBoardLogger(save_dir=str(dirs.logdir), name="", version="tensorboard")
-    try:
-        return pl.Trainer(logger=logger, callbacks=build_callbacks(cfg, dirs), default_root_dir=str(dirs.logdir),
-                          plugins=[safe_checkpoint_io(trust_checkpoint)], **trainer_kwargs)
-    except TypeError as err:
-        raise ConfigError(f"bad lightning.trainer option: {err}") from err
+    strategy = trainer_kwargs.get("strategy", "auto")
+    trainer_kwargs["strategy"] = ddp_strategy(strategy, model)
+
+    def make() -> pl.Trainer:
+        logger = TensorBoardLogger(save_dir=str(dirs.logdir), name="", version="tensorboard")
+        try:
+            return pl.Trainer(logger=logger, callbacks=build_callbacks(cfg, dirs, seed),
+                              default_root_dir=str(dirs.logdir),
+                              plugins=[safe_checkpoint_io(trust_checkpoint)], **trainer_kwargs)
+        except TypeError as err:
+            raise ConfigError(f"bad lightning.trainer option: {err}") from err
+
+    trainer = make()
+    if strategy == "auto" and type(trainer.strategy) is DDPStrategy and ddp_strategy("ddp", model) != "ddp":
+        trainer_kwargs["strategy"] = ddp_strategy("ddp", model)
+        trainer = make()
+    return trainer
 
 
 def run(base: list[str], overrides: list[str], train: bool = True, resume: str | None = None,
@@ -184,19 +281,30 @@ def run(base: list[str], overrides: list[str], train: bool = True, resume: str |
         if section not in cfg:
             raise ConfigError(f"the config ({', '.join(map(str, dirs.base_configs))}) has no `{section}:` section")
     pl.seed_everything(seed, workers=True)
-    dirs.cfgdir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, dirs.cfgdir / f"{now}-project.yaml")
-    log.info("logging to %s", dirs.logdir)
+    rank_zero = is_launch_rank_zero()
+    if dirs.ckpt_to_resume is None:
+        _decide_run_dir(dirs, rank_zero)
+    if rank_zero:
+        dirs.cfgdir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, dirs.cfgdir / f"{now}-project.yaml")
+        log.info("logging to %s", dirs.logdir)
 
     data = instantiate_from_config(cfg.data)
     model = instantiate_from_config(cfg.model)
     if "base_learning_rate" in cfg.model:
         model.base_learning_rate = float(cfg.model.base_learning_rate)
-    trainer = build_trainer(cfg, dirs, trust_checkpoint)
-    if train:
-        ckpt = str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt)
-    else:
-        trainer.validate(model, datamodule=data, ckpt_path=str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None)
+    trainer = build_trainer(cfg, dirs, trust_checkpoint, model, seed)
+    ckpt = str(dirs.ckpt_to_resume) if dirs.ckpt_to_resume else None
+    exported = rank_zero and RUN_DIR_ENV not in os.environ
+    if exported:  # Lightning's spawned ranks re-run this command: they inherit rank 0's folder
+        os.environ[RUN_DIR_ENV] = str(dirs.logdir)
+    try:
+        if train:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+        else:
+            trainer.validate(model, datamodule=data, ckpt_path=ckpt)
+    finally:
+        if exported:
+            os.environ.pop(RUN_DIR_ENV, None)
     return dirs
 

@@ -42,6 +42,9 @@ class MelGAN(BaseModel):
     State dict: ``generator.*`` (reference ``best_netG.pt`` keys behind the prefix) and ``discriminator.*``.
     """
 
+    #: the D and G backward passes each leave the other network unused (specvqgan.distributed.ddp_strategy)
+    ddp_find_unused_parameters = True
+
     def __init__(self, n_mel_channels: int = 80, ngf: int = 32, n_residual_layers: int = 3,
                  ratios: Sequence[int] = (8, 8, 2, 2), num_D: int = 3, ndf: int = 16, n_layers_D: int = 4,
                  downsamp_factor: int = 4, lambda_feat: float = 10.0, wav_key: str = "wav",

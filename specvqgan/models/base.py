@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -17,19 +18,21 @@ class BaseModel(pl.LightningModule):
     _lr_logged: bool = False
 
     def scaled_lr(self) -> float:
-        """base_lr x batch size x devices x gradient accumulation (the reference ``train.py`` rule,
-        paper section 6.1). Falls back to factors of 1 outside a Trainer. Logged once."""
-        batch, devices, accumulate = 1, 1, 1
+        """base_lr x batch size x devices x nodes x gradient accumulation (the reference ``train.py`` rule,
+        paper section 6.1; devices x nodes = the DDP world size). Factors of 1 outside a Trainer.
+        Logged once, on global rank 0, with each factor."""
+        batch, devices, nodes, accumulate = 1, 1, 1, 1
         trainer = self._trainer
         if trainer is not None:
-            devices = max(1, int(trainer.world_size))
+            nodes = max(1, int(getattr(trainer, "num_nodes", 1) or 1))
+            devices = max(1, int(trainer.world_size) // nodes)
             accumulate = int(trainer.accumulate_grad_batches)
             batch = _batch_size(trainer)
-        lr = self.base_learning_rate * batch * devices * accumulate
-        if not self._lr_logged:
-            log.info("learning rate %.2e = %d (accumulate_grad_batches) x %d (devices) x %d (batch size) "
-                     "x %.2e (base_learning_rate)", lr, accumulate, devices, batch, self.base_learning_rate)
-            self._lr_logged = True
+        lr = self.base_learning_rate * batch * devices * nodes * accumulate
+        if not self._lr_logged and getattr(rank_zero_only, "rank", 0) == 0:
+            log.info("learning rate %.2e = %d (accumulate_grad_batches) x %d (devices) x %d (nodes) x %d (batch size) "
+                     "x %.2e (base_learning_rate)", lr, accumulate, devices, nodes, batch, self.base_learning_rate)
+        self._lr_logged = True
         return lr
 
 

@@ -89,12 +89,14 @@ class MelClassifierMixin(MelStatsMixin):
 
     def _log_classification(self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         on_step = split == 'train'
-        self.log(f'{split}/loss', loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
+        sync = not on_step  # validation/test metrics: averaged over every DDP rank's share of the split
+        self.log(f'{split}/loss', loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y),
+                 sync_dist=sync)
         self.log(f'{split}/acc', (logits.argmax(1) == y).float().mean(), prog_bar=True, on_step=on_step,
-                 on_epoch=True, batch_size=len(y))
+                 on_epoch=True, batch_size=len(y), sync_dist=sync)
         if self.log_top5 and logits.shape[1] > 5:
             top5 = (logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean()
-            self.log(f'{split}/acc5', top5, on_step=on_step, on_epoch=True, batch_size=len(y))
+            self.log(f'{split}/acc5', top5, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=sync)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, 'train')

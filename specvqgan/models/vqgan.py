@@ -138,6 +138,12 @@ class VQModel(BaseModel):
         n_opt = 2 if self._has_discriminator() else 1
         return self.global_step // n_opt
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """Under DDP the autoencoder and discriminator backward passes each leave the other network's
+        parameters unused (:func:`specvqgan.distributed.ddp_strategy`)."""
+        return self._has_discriminator()
+
     def _has_discriminator(self) -> bool:
         return self.loss is not None and isinstance(getattr(self.loss, "discriminator", None), nn.Module)
 

@@ -241,3 +241,25 @@ def test_reference_sampler_keys(repo_root, tiny_ckpt, toy_root, tmp_path):
     assert files == sorted(p.relative_to(ours) for p in ours.rglob("*_sample_*.npy"))
     for f in files:
         assert np.array_equal(np.load(out / f), np.load(ours / f)), f
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_write_the_single_process_files(repo_root, tiny_ckpt, tmp_path):
+    """``torchrun --nproc_per_node 2`` (CPU, each rank a shard from RANK/WORLD_SIZE) = one process, file for file."""
+    args = ["--ckpt", tiny_ckpt, "--samples-per-video", 2, "--top-k", 8, "--seed", 3, "--device", "cpu"]
+    single = run_cli(repo_root, *args, "--out", tmp_path / "one")
+    assert single.returncode == 0, single.stderr[-3000:]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "scripts/sample_dataset.py", "--no-progress", *map(str, args), "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = sorted(json.loads(line)["shard"] for line in proc.stdout.splitlines() if line.startswith("{"))
+    assert shards == ["0/2", "1/2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    names = sorted(p.relative_to(one).as_posix() for p in one.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(two).as_posix() for p in two.rglob("*") if p.is_file())
+    assert len(names) == 5  # 2 videos x 2 samples + sampling.json
+    for name in names:
+        if name != "sampling.json":  # its 'out' differs
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
