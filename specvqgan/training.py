@@ -191,10 +191,17 @@ class SaveLast(Callback):
         trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # every rank calls save_checkpoint (it synchronizes; only rank 0 writes the file)
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        if trainer.world_size == 1:
             log.warning("interrupted at step %d: saving %s", trainer.global_step, self.path)
             trainer.save_checkpoint(self.path)
+        elif trainer.is_global_zero:
+            # DDP: the weights are the same on every rank, and another rank may already be gone (Ctrl-C
+            # reaches every process), so rank 0 writes alone, without save_checkpoint's barrier
+            log.warning("interrupted at step %d: saving %s", trainer.global_step, self.path)
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.path)
 
 
 class StoreConfig(Callback):

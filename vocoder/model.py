@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from specvqgan.audio import HOP, SR, TorchLogMel
-from specvqgan.losses.gan import generator_loss, hinge_d_loss
+from specvqgan.losses.gan import fp32_under_fp16, generator_loss, hinge_d_loss
 from specvqgan.models.base import BaseModel
 from vocoder.modules import Discriminator, Generator
 
@@ -80,6 +80,11 @@ class MelGAN(BaseModel):
         """mel (B, 80, T) in [0, 1] -> wav (B, 1, T * 256)."""
         return self.generator(mel)
 
+    def discriminate(self, wav: torch.Tensor) -> list:
+        """Multi-scale discriminator outputs of (B, 1, L) waveforms; fp32 under fp16 autocast (16-mixed)."""
+        with fp32_under_fp16(wav) as full:
+            return self.discriminator(wav.float() if full else wav)
+
     def discriminator_loss(self, d_real: list, d_fake: list) -> torch.Tensor:
         """Hinge loss summed over scales; the reference's sum = 2 x the shared 0.5-weighted hinge."""
         return sum(2.0 * hinge_d_loss(r[-1], f[-1]) for r, f in zip(d_real, d_fake))
@@ -99,15 +104,15 @@ class MelGAN(BaseModel):
         fake = self.generator(mel)
 
         self.toggle_optimizer(opt_d)
-        d_real = self.discriminator(wav)
-        loss_d = self.discriminator_loss(d_real, self.discriminator(fake.detach()))
+        d_real = self.discriminate(wav)
+        loss_d = self.discriminator_loss(d_real, self.discriminate(fake.detach()))
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
-        d_fake = self.discriminator(fake)
+        d_fake = self.discriminate(fake)
         loss_g = sum(generator_loss(f[-1]) for f in d_fake)
         loss_feat = self.feature_matching_loss(d_real, d_fake)
         opt_g.zero_grad(set_to_none=True)

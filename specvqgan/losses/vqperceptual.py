@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from specvqgan.config import ConfigError
-from specvqgan.losses.gan import D_LOSSES, adopt_weight, generator_loss
+from specvqgan.losses.gan import D_LOSSES, adopt_weight, fp32_under_fp16, generator_loss
 from specvqgan.losses.lpaps import LPAPS
 from specvqgan.modules.discriminator import (NLayerDiscriminator, NLayerDiscriminator1dFeats,
                                              NLayerDiscriminator1dSpecs, weights_init)
@@ -116,7 +116,9 @@ class VQLPAPSWithDiscriminator(nn.Module):
         if (cond is not None) != self.disc_conditional:
             raise ValueError(f'disc_conditional={self.disc_conditional} but cond is '
                              f'{"given" if cond is not None else "None"}')
-        return self.discriminator(x if cond is None else torch.cat((x, cond), dim=1))
+        x = x if cond is None else torch.cat((x, cond), dim=1)
+        with fp32_under_fp16(x) as full:
+            return self.discriminator(x.float() if full else x)
 
     def forward(self, codebook_loss: torch.Tensor, inputs: torch.Tensor, reconstructions: torch.Tensor,
                 optimizer_idx: int, global_step: int, last_layer: torch.Tensor | None = None,
@@ -132,7 +134,9 @@ class VQLPAPSWithDiscriminator(nn.Module):
         if optimizer_idx == 0:
             rec_loss = torch.abs(inputs - reconstructions)
             if self.perceptual_weight > 0:
-                p_loss = self.perceptual_loss(inputs, reconstructions)
+                with fp32_under_fp16(reconstructions) as full:
+                    p_loss = (self.perceptual_loss(inputs.float(), reconstructions.float()) if full
+                              else self.perceptual_loss(inputs, reconstructions))
                 rec_loss = rec_loss + self.perceptual_weight * p_loss
             else:
                 p_loss = torch.zeros(1, device=inputs.device)

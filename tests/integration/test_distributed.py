@@ -19,18 +19,19 @@ DDP = ["lightning.trainer.accelerator=cpu", "lightning.trainer.devices=2", "ligh
 QUIET = ["lightning.trainer.enable_progress_bar=false", "lightning.trainer.enable_model_summary=false",
          "lightning.trainer.num_sanity_val_steps=0", "lightning.trainer.log_every_n_steps=1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+BF16 = "lightning.trainer.precision=bf16-mixed"  # every model but VGGish-ish (the fp32 DDP run) also checks bf16
 CODEBOOK = ["model.params.embed_dim=16", "model.params.n_embed=16", "model.params.ddconfig.z_channels=16",
             "model.params.ddconfig.ch=32", "model.params.ddconfig.ch_mult=[1,1,1,1,1]",
             "model.params.ddconfig.num_res_blocks=0", "model.params.ddconfig.attn_resolutions=[]",
             "model.params.lossconfig.params.disc_ndf=8", "model.params.lossconfig.params.disc_start=1",
-            "model.params.log_media=false"]
+            "model.params.log_media=false", BF16]
 MODELS = {  # config -> (tiny overrides, batch size)
     "codebook": (CODEBOOK, 2),
     "melgan": (["model.params.ngf=4", "model.params.n_residual_layers=1", "model.params.ndf=4",
-                "model.params.n_layers_D=1", "lightning.trainer.limit_val_batches=1"], 2),
+                "model.params.n_layers_D=1", "lightning.trainer.limit_val_batches=1", BF16], 2),
     "vggishish": (["model.params.num_classes=3", "model.params.conv_layers=[8,MP,16,MP,16,MP,16,MP]",
                    "model.params.hidden_dim=16", "model.params.pool_size=[5,10]"], 2),
-    "melception": (["model.params.num_classes=3", "model.params.width=0.0625"], 2),
+    "melception": (["model.params.num_classes=3", "model.params.width=0.0625", BF16], 2),
 }
 
 
@@ -73,7 +74,7 @@ def tiny_transformer_yaml(tiny_transformer_config, toy_root: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("name", [*sorted(MODELS), "transformer"])
 def test_model_trains_under_ddp(repo_root, toy_root, tmp_path, tiny_transformer_config, name):
-    overrides, batch = MODELS.get(name, ([], 2))
+    overrides, batch = MODELS.get(name, ([BF16], 2))
     config = (tiny_transformer_yaml(tiny_transformer_config, toy_root, tmp_path) if name == "transformer"
               else repo_root / "configs" / "toy" / f"{name}.yaml")
     base_lr = float(load_config(config).model.base_learning_rate)

@@ -139,3 +139,18 @@ def test_cli_summary_strict_and_errors(videos, tmp_path, capsys):
         ExtractConfig(feature="resnet18")
     with pytest.raises(FileNotFoundError, match="video folder not found"):
         find_videos(tmp_path / "missing")
+
+
+def test_shards_partition_the_folder(videos, extracted, capsys):
+    out, res = extracted
+    parts = [extract_folder(videos, out, ExtractConfig(duration=DUR), progress=False, shard=(i, 2)) for i in (0, 1)]
+    names = [[r.video for r in part] for part in parts]
+    assert not set(names[0]) & set(names[1]) and abs(len(names[0]) - len(names[1])) <= 1
+    assert sorted(names[0] + names[1]) == sorted(r.video for r in res.values())
+    rows = [(out / f"failures_{DUR:g}s_shard{i}of2.txt") for i in (0, 1)]  # one list per shard, none clobbered
+    failed = sorted(line for f in rows if f.exists() for line in f.read_text().splitlines())
+    assert [r.split("\t")[0] for r in failed] == sorted(r.video for r in res.values() if r.status == "failed")
+    assert (out / f"failures_{DUR:g}s.txt").is_file()
+    with pytest.raises(SystemExit) as err:
+        main(["--videos", str(videos), "--out", str(out), "--shard", "2/2"])
+    assert err.value.code == 2 and "--shard '2/2'" in capsys.readouterr().err

@@ -142,3 +142,16 @@ def test_dummy_loss_has_no_state_and_refuses_training():
     cfg = OmegaConf.create({'target': 'specvqgan.modules.losses.DummyLoss'})
     with pytest.raises(RuntimeError, match='placeholder'):
         instantiate_from_config(cfg)()
+
+
+def test_discriminator_runs_in_fp32_under_fp16_autocast_only():
+    """16-mixed: the patch discriminator and its losses in fp32; bf16-mixed keeps bf16 (cheap and safe)."""
+    from specvqgan.losses.vqperceptual import VQLPAPSWithDiscriminator
+
+    loss = VQLPAPSWithDiscriminator(disc_start=0, disc_in_channels=1, disc_ndf=8, perceptual_weight=0.0)
+    x = torch.rand(2, 1, 32, 32)
+    for dtype, expected in ((torch.float16, torch.float32), (torch.bfloat16, torch.bfloat16)):
+        with torch.autocast("cpu", dtype=dtype):
+            assert loss._discriminate(x, None).dtype == expected
+            d_loss, _ = loss(torch.tensor(0.0), x, x.flip(0), 1, global_step=0)
+        assert torch.isfinite(d_loss)
