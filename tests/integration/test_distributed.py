@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from specvqgan.config import instantiate_from_config, load_config
-from specvqgan.models.base import load_model
+from specvqgan.checkpoint import build_model, read
 from specvqgan.data.toy import toy_feat_depth
 
 pytestmark = pytest.mark.slow
@@ -51,11 +51,11 @@ def check_run(run: Path, steps: int, lr: float) -> dict:
     """One last.ckpt at ``steps`` whose optimizers run at ``lr`` and that rebuilds its model."""
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt"))
     assert ckpts == ["last.ckpt"]
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = read(run / "checkpoints" / "last.ckpt")  # the safe reader: no code runs
     assert ckpt["global_step"] == steps
     for opt in ckpt["optimizer_states"]:
         assert opt["param_groups"][0]["lr"] == pytest.approx(lr)
-    load_model(run / "checkpoints" / "last.ckpt")
+    build_model(run / "checkpoints" / "last.ckpt")
     return ckpt
 
 
