@@ -58,13 +58,14 @@ SIZES = {  # n_layer, n_head, n_embd
 N_FEATS, FEAT_DEPTH, N_TOKENS, VOCAB = 212, 2048, 265, 1024
 
 
-def build(size: str) -> GPTFeats:
+def build(size: str, p_uncond: float = 0.0) -> GPTFeats:
+    """A random-weight GPTFeats of ``size``; ``p_uncond > 0`` adds the null condition guidance needs."""
     n_layer, n_head, n_embd = SIZES[size]
     torch.manual_seed(0)
     gpt = GPTFeats({'target': 'torch.nn.Conv1d', 'params': {'in_channels': FEAT_DEPTH, 'out_channels': n_embd,
                                                             'kernel_size': 1}},
                    {'vocab_size': VOCAB, 'block_size': N_FEATS + N_TOKENS, 'n_layer': n_layer,
-                    'n_head': n_head, 'n_embd': n_embd})
+                    'n_head': n_head, 'n_embd': n_embd, 'p_uncond': p_uncond})
     with torch.no_grad():
         gpt.pos_emb.normal_(0, 0.02)
     return gpt.eval()
@@ -85,12 +86,12 @@ def make_low(gpt, name: str):
 
 
 @torch.inference_mode()
-def time_cached(gpt, feats, batch: int, repeats: int) -> float:
+def time_cached(gpt, feats, batch: int, repeats: int, guidance_scale: float = 1.0) -> float:
     """Best wall time of sampling N_TOKENS tokens for ``batch`` samples of one condition."""
     best = float('inf')
     for r in range(repeats):
         t = time.perf_counter()
-        sample_tokens(gpt, feats, N_TOKENS, num_samples=batch, top_k=100, seed=r)
+        sample_tokens(gpt, feats, N_TOKENS, num_samples=batch, top_k=100, seed=r, guidance_scale=guidance_scale)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -154,8 +155,13 @@ def main() -> None:
     p.add_argument('--omp-wait-policy', default='default', choices=['default', 'passive', 'active'],
                    help="OpenMP idle threads: libgomp's default (fastest on a quiet machine), passive (a "
                         'machine shared with busy processes) or active')
+    p.add_argument('--guidance-scales', default=None,
+                   help='comma list, e.g. 1,3: only time the KV-cache sampler per classifier-free guidance scale '
+                        '(any scale != 1 runs the unconditional stream beside the conditional one)')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.guidance_scales:
+        return guidance_cost(args)
     batches = [int(b) for b in args.batches.split(',')]
     precisions = args.precisions.split(',')
     rows, line = [], {}
@@ -204,6 +210,30 @@ def main() -> None:
         b10 = line[best].get(10, (float('nan'), float('nan')))
         print(f'paper size, {best}:')
         print(f'speedup_vs_reference={b1[1]:.1f} seconds_per_10s_batch1={b1[0]:.2f} seconds_per_10s_batch10={b10[0]:.2f}')
+
+
+def guidance_cost(args) -> None:
+    """Seconds per 10 s sample of the KV-cache sampler per guidance scale, precision and batch.
+    Last line: ``guidance_cost <size>/<precision>: batch<b>_scale<s>=<seconds per sample> ...``."""
+    scales = [float(x) for x in args.guidance_scales.split(',')]
+    batches = [int(b) for b in args.batches.split(',')]
+    line = []
+    for size in args.sizes.split(','):
+        gpt = build(size, p_uncond=0.1)
+        feats = torch.randn(1, FEAT_DEPTH, N_FEATS)
+        for prec in args.precisions.split(','):
+            low, _ = make_low(gpt, prec)
+            for b in batches:
+                base = None
+                for s in scales:
+                    t = time_cached(low, feats, b, args.repeats, guidance_scale=s) / b
+                    base = t if base is None else base
+                    print(f'[{size}] KV cache {prec}, batch {b}, guidance scale {s:g}: {t:.2f} s per sample '
+                          f'({t / base:.2f}x the first scale)', flush=True)
+                    line.append(f'{size}/{prec}/batch{b}_scale{s:g}={t:.2f}')
+            del low
+        del gpt
+    print('guidance_cost ' + ' '.join(line))
 
 
 if __name__ == '__main__':
