@@ -122,7 +122,11 @@ def main() -> None:
     p.add_argument("--cli-repeats", type=int, default=1, help="cold CLI runs (median)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-cli", action="store_true", help="in-process timings only")
+    p.add_argument("--omp-wait-policy", default="default", choices=("default", "passive", "active"),
+                   help="OpenMP idle threads for both parts (passive on a CPU shared with busy processes)")
     args = p.parse_args()
+    if args.omp_wait_policy != "default":   # before torch starts OpenMP; the CLI subprocess inherits it
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
 
     import torch
     torch.set_num_threads(args.threads)
@@ -136,7 +140,8 @@ def main() -> None:
         ckpt, resnet = build_release(workdir)
     gc.collect()
     out = workdir / "out"
-    print(f"CPU, {args.threads} threads; {args.precision}; video {args.video}; model {ckpt}", flush=True)
+    print(f"CPU, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+          f"{args.precision}; video {args.video}; model {ckpt}", flush=True)
     rows = []
     e2e = float("nan") if args.skip_cli else time_cli(args, ckpt, resnet, out)
     rows.append(("cold CLI, one 10 s video -> mp4 (1 sample)", e2e))
