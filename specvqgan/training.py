@@ -175,6 +175,24 @@ class ShareRunDir(Callback):
         torch.manual_seed(rank_seed)
 
 
+class RescaleLR(Callback):
+    """A resumed run keeps the paper's rule for its own setup: Lightning restores the optimizers' learning
+    rate from the checkpoint, which was scaled for the old world size / batch / accumulation; at train start
+    it is set back to ``scaled_lr()`` of this run (unchanged when nothing changed; skipped with schedulers)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not hasattr(pl_module, "scaled_lr") or trainer.lr_scheduler_configs:
+            return
+        lr = pl_module.scaled_lr()
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if abs(group["lr"] - lr) > 1e-12 * max(lr, 1e-30):
+                    if trainer.is_global_zero:
+                        log.info("learning rate %.2e restored from the checkpoint -> %.2e for this run's setup",
+                                 group["lr"], lr)
+                    group["lr"] = lr
+
+
 class SaveLast(Callback):
     """``last.ckpt`` always holds the latest state: written when training ends (also mid-epoch, e.g.
     at ``max_steps``) and on Ctrl-C (SIGINT) or SIGTERM before the process exits, so no work is lost.
@@ -230,6 +248,7 @@ def build_callbacks(cfg: DictConfig, dirs: RunDirs, seed: int = 23) -> list[Call
                         mode=ckpt_params.pop("mode", "min"), enable_version_counter=False, **ckpt_params),
         ShareRunDir(dirs, seed),
         SaveLast(dirs),
+        RescaleLR(),
         StoreConfig(cfg),
         LearningRateMonitor(logging_interval="step"),
     ]

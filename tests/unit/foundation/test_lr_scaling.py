@@ -65,3 +65,25 @@ def test_export_and_load_self_describing_checkpoint(tmp_path):
                              tmp_path / "lin.pt")
     again = load_model(path)
     assert torch.equal(again.weight, lin.weight)
+
+
+def test_resume_rescales_the_restored_learning_rate(tmp_path):
+    """A checkpoint from another setup (here batch 4 -> 2; the same holds for devices) resumes at the lr of
+    the new setup, not at the one stored with the optimizer state."""
+    from specvqgan.training import RescaleLR
+
+    def trainer(steps):
+        return pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, accelerator="cpu", callbacks=[RescaleLR()])
+
+    model = Tiny()
+    model.base_learning_rate = 1e-3
+    first = trainer(1)
+    first.fit(model, datamodule=DM(4))
+    first.save_checkpoint(tmp_path / "a.ckpt")
+    assert first.optimizers[0].param_groups[0]["lr"] == 4e-3
+    model = Tiny()
+    model.base_learning_rate = 1e-3
+    second = trainer(2)
+    second.fit(model, datamodule=DM(2), ckpt_path=tmp_path / "a.ckpt", weights_only=False)
+    assert second.global_step == 2 and second.optimizers[0].param_groups[0]["lr"] == 2e-3
