@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -143,7 +144,9 @@ def _output_seconds(args: list[str]) -> float | None:
 
 class FFmpegStream:
     """The bundled ffmpeg run with ``args`` (quiet), its stdout read incrementally with :meth:`read`; a
-    watchdog kills it after ``timeout`` seconds. Use as a context manager: leaving it waits for the
+    watchdog kills it once it has kept the reader waiting ``timeout`` seconds in all (time the reader
+    spends on its own work between reads, e.g. embedding a chunk, is not counted: ffmpeg is only blocked
+    on the full pipe then). Use as a context manager: leaving it waits for the
     process (or kills it when the reader stopped early) and raises :class:`MediaError` naming ``path``
     (and, for a time-out, the command) when ffmpeg failed."""
 
@@ -156,22 +159,33 @@ class FFmpegStream:
         self.path, self.timeout, self.timed_out, self.stopped = path, timeout, False, False
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err)
-        self._timer = threading.Timer(timeout, self._kill)
-        self._timer.daemon = True
-        self._timer.start()
+        self._waited, self._since = 0.0, time.monotonic()   # seconds the reader waited; start of this wait
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
 
-    def _kill(self):
-        self.timed_out = True
-        self.proc.kill()
+    def _waiting(self) -> float:
+        since = self._since
+        return self._waited + (time.monotonic() - since if since is not None else 0.0)
+
+    def _watch(self):
+        while not self._done.wait(min(0.5, self.timeout / 4)):
+            if self._waiting() > self.timeout:
+                self.timed_out = True
+                self.proc.kill()
+                return
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end of the output)."""
         buf = bytearray()
-        while len(buf) < n:
-            part = self.proc.stdout.read(n - len(buf))
-            if not part:
-                break
-            buf += part
+        self._since = time.monotonic()
+        try:
+            while len(buf) < n:
+                part = self.proc.stdout.read(n - len(buf))
+                if not part:
+                    break
+                buf += part
+        finally:
+            self._waited, self._since = self._waiting(), None
         return bytes(buf)
 
     def __enter__(self):
@@ -186,8 +200,9 @@ class FFmpegStream:
         if exc_type is not None:
             self.proc.kill()
         self.proc.stdout.close()
+        self._since = time.monotonic()
         code = self.proc.wait()
-        self._timer.cancel()
+        self._done.set()
         self._err.seek(0)
         msg = self._err.read().decode(errors="replace").strip().splitlines()
         self._err.close()

@@ -125,6 +125,20 @@ def test_ffmpeg_time_out_and_pixel_limit_name_the_file(tmp_path, monkeypatch):
         probe(clip)
 
 
+def test_ffmpeg_time_limit_counts_only_waiting_for_ffmpeg(tmp_path):
+    """A slow reader (embedding a chunk between reads) does not use up ffmpeg's time limit."""
+    import time
+
+    clip = tmp_path / "clip.mp4"
+    write_mp4(clip, np.zeros((25, 16, 16, 3), np.uint8), 25, None, SR)
+    args = [*media.input_args(clip), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    with media.FFmpegStream(args, clip, timeout=1.5) as ff:
+        first = ff.read(16 * 16 * 3)
+        time.sleep(2.5)                                              # the reader's own work: not counted
+        rest = ff.read(1 << 20)
+    assert len(first) == 16 * 16 * 3 and len(rest) == 24 * 16 * 16 * 3 and not ff.timed_out
+
+
 def test_frame_subset_of_a_truncated_file(truncated):
     """Picks past the end of a truncated stream: an error, or (allowed) the padded full read's frames."""
     with pytest.raises(MediaError, match="cut.mp4: the video stream ended early"):
