@@ -3,6 +3,7 @@
     python scripts/app.py --transformer demo/models/transformer.ckpt [--vocoder MELGAN.ckpt] \
         [--examples data/toy] [--host 127.0.0.1] [--port 7860] [--out DIR] [--max-seconds 30] \
         [--max-upload-mb 200] [--keep-minutes 60]
+    python scripts/app.py --model vggsound [--download]     # a released model by name (docs/own_data.md)
 
 then open http://127.0.0.1:7860. A thin UI over :class:`specvqgan.pipeline.VideoToSound` (all the work is
 there): sliders for top-k, temperature, the number of samples and the seed; outputs are the videos with
@@ -167,7 +168,10 @@ def build_app(pipe: VideoToSound, examples: list[Path], out_root: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transformer", required=True, help="transformer checkpoint (train.py .ckpt or exported)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--transformer", help="transformer checkpoint (train.py .ckpt or exported)")
+    which.add_argument("--model", help="a released model by name or alias (python -m specvqgan.download --list)")
+    parser.add_argument("--download", action="store_true", help="with --model: fetch what the cache lacks")
     parser.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
     parser.add_argument("--feature-weights", default=None,
                         help="weights of the visual feature net the model was trained with (not for toy models)")
@@ -189,11 +193,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         examples = find_examples(args.examples)
-        pipe = VideoToSound.from_checkpoints(transformer=args.transformer, vocoder=args.vocoder, device=args.device,
-                                             precision=args.precision, feature_weights=args.feature_weights,
-                                             trust=args.trust_checkpoint)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if args.model:
+            pipe = VideoToSound.from_pretrained(args.model, download=args.download, device=args.device,
+                                                precision=args.precision, trust=args.trust_checkpoint)
+        else:
+            pipe = VideoToSound.from_checkpoints(transformer=args.transformer, vocoder=args.vocoder,
+                                                 device=args.device, precision=args.precision,
+                                                 feature_weights=args.feature_weights, trust=args.trust_checkpoint)
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     if args.max_upload_mb <= 0 or args.keep_minutes <= 0 or args.max_seconds < 0:
         print("error: --max-upload-mb and --keep-minutes must be > 0, --max-seconds >= 0", file=sys.stderr)

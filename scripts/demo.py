@@ -3,6 +3,7 @@
     python scripts/demo.py                       # everything under demo/, the toy data under data/toy
     python scripts/demo.py --out /tmp/demo --toy /tmp/demo/toy --steps-scale 0.5
     python scripts/demo.py --fast --out /tmp/d --toy /tmp/d/toy --classes 2 --clips-per-class 4 --valid-per-class 2
+    python scripts/demo.py --videos my_videos/ --out runs/mine [--duration 5]   # your videos: docs/own_data.md
 
 Stages (each is skipped when its output exists, so a rerun after Ctrl-C or a failure continues; an
 interrupted training resumes from its ``last.ckpt``):
@@ -32,6 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from specvqgan.own_data import FAILED, add_cli_options, read_failed
 
 REPO = Path(__file__).resolve().parent.parent
 RANDOM_FEATS = "data.params.validation.params.condition_dataset_cfg.replace_feats_with_random=true"
@@ -70,6 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="STAGE:key=value",
                    help="extra train.py override of a training stage (codebook, transformer, melception)")
     p.add_argument("--fast", action="store_true", help="tiny settings to check the chain (tests), not results")
+    add_cli_options(p.add_argument_group("your own videos (docs/own_data.md)"))
     if p.parse_known_args(argv)[0].fast:  # tiny defaults; explicit options still win
         p.set_defaults(codebook_steps=2, transformer_steps=2, melception_epochs=1, samples_per_video=1,
                        gen_videos=1, gen_samples=1)
@@ -79,7 +83,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         if stage not in TRAINED or "=" not in kv:
             p.error(f"--set {s!r}: expected STAGE:key=value with STAGE one of {', '.join(TRAINED)}")
     a.out = Path(a.out).resolve()
-    a.toy = Path(a.toy).resolve() if a.toy else a.out / "toy"
+    a.toy = Path(a.toy).resolve() if a.toy else a.out / ("data" if a.videos else "toy")
+    if a.duration <= 0:
+        p.error(f"--duration must be > 0, got {a.duration}")
+    if not a.videos and (a.duration != 2.0 or a.feature != "color"):
+        p.error("--duration / --feature apply to --videos (the toy data is 2 s colour clips)")
     return a
 
 
@@ -151,9 +159,12 @@ class Demo:
         clips = self.toy_clips()
         feats = self.toy / "features"
         return bool(clips) and all(
-            (feats / c.split("/")[0] / "melspec_2s_22050hz" / f"{c.split('/')[1]}_mel.npy").is_file() for c in clips)
+            (feats / c.split("/")[0] / f"melspec_{self.a.duration:g}s_22050hz" / f"{c.split('/')[1]}_mel.npy")
+            .is_file() for c in clips)
 
     def make_data(self, log: Path) -> None:
+        if self.a.videos:
+            return self.make_own_data(log)
         if not (self.toy / "meta.json").is_file():
             run_cmd([sys.executable, "scripts/make_toy_dataset.py", "--out", self.toy, "--duration", 2,
                      "--classes", self.a.classes, "--clips-per-class", self.a.clips_per_class,
@@ -162,6 +173,18 @@ class Demo:
                  self.toy / "features", "--duration", 2, "--no-progress", "--strict"], log)
         if not self.toy_ready():
             raise StageError(f"features missing under {self.toy / 'features'} after extraction")
+
+    def make_own_data(self, log: Path) -> None:  # specvqgan.own_data: staging, extraction, split lists
+        from specvqgan.own_data import prepare
+        a = self.a
+        with logging_to(log):
+            got = prepare(a.videos, self.toy, duration=a.duration, feature=a.feature, weights=a.feature_weights,
+                          valid_fraction=a.valid_fraction, seed=a.seed, train_list=a.train_list, valid_list=a.valid_list)
+        print("".join(f"\n  unusable: {video}: {reason}" for video, reason in got.failed), end="")
+
+    def n_classes(self) -> int:
+        from specvqgan.data.toy import toy_classes
+        return len(toy_classes(str(self.toy)) or [])
 
     # -- training
     def train_overrides(self, stage: str) -> list[str]:
@@ -176,6 +199,13 @@ class Demo:
                   "model.params.log_media=false", "lightning.trainer.check_val_every_n_epoch=5"]
         else:
             o.append(f"lightning.trainer.max_epochs={scaled(a.melception_epochs, a.steps_scale)}")
+        if a.videos:  # sizes for the chosen clip length / feature; batches no larger than the training split
+            from specvqgan.own_data import OwnShapes, overrides
+            from specvqgan.data.toy import toy_feat_depth
+            depth = toy_feat_depth(root, a.feature)
+            o += overrides(stage, OwnShapes(a.duration, depth), a.feature, self.n_classes())
+            n_train = len(read_split(self.toy / "toy_train.txt"))
+            o.append(f"data.params.batch_size={min(n_train, {'codebook': 8}.get(stage, 16))}")
         if a.fast:  # a handful of clips: small batches, validate every epoch
             bs = {"codebook": 2, "transformer": 2, "melception": 2}[stage]
             o += [f"data.params.batch_size={bs}", "lightning.trainer.check_val_every_n_epoch=1",
@@ -184,12 +214,12 @@ class Demo:
 
     def train(self, stage: str, log: Path) -> None:
         runs = self.out / "runs"
-        config = REPO / "configs" / "toy" / f"{stage}.yaml"
+        configs = [REPO / "configs" / "toy" / f"{stage}.yaml", *self.init_codebook(stage)]
         started = sorted(p for p in runs.glob(f"*_{stage}") if (p / "checkpoints" / "last.ckpt").is_file())
         if started:  # an interrupted run: continue it (weights, optimizers, step)
             cmd = ["-r", started[-1], "-t"]
         else:
-            cmd = ["--base", config, "-t", "-n", stage, "-l", runs]
+            cmd = ["--base", *configs, "-t", "-n", stage, "-l", runs]
         run_cmd([sys.executable, "train.py", *cmd, "-s", 23 + self.a.seed, *self.train_overrides(stage)], log)
         run = sorted(p for p in runs.glob(f"*_{stage}") if (p / "checkpoints" / "last.ckpt").is_file())
         if not run:
@@ -197,6 +227,15 @@ class Demo:
         best = sorted((run[-1] / "checkpoints").glob("best-*.ckpt"))
         from specvqgan.files import link_atomic
         link_atomic(best[-1] if best else run[-1] / "checkpoints" / "last.ckpt", self.models / f"{stage}.ckpt")
+
+    def init_codebook(self, stage: str) -> list[Path]:
+        """--init-codebook: the YAMLs that swap the toy codebook for the given one (specvqgan.own_data)."""
+        if not self.a.init_codebook or stage == "melception":
+            return []
+        from specvqgan.own_data import OwnShapes, init_codebook_configs
+        paths = init_codebook_configs(self.a.init_codebook, self.out / "configs", OwnShapes(self.a.duration, 0),
+                                      self.models)
+        return [paths[stage == "transformer"]]
 
     # -- generation with the pipeline API
     def gen_videos(self) -> list[Path]:
@@ -206,7 +245,8 @@ class Demo:
             by_class.setdefault(clip.split("/")[0], []).append(clip)
         order = [c for i in range(max(map(len, by_class.values()), default=0))
                  for c in [v[i] for v in by_class.values() if i < len(v)]]
-        return [self.toy / "videos" / f"{c}.mp4" for c in order[:self.a.gen_videos]]
+        return [next(iter(sorted((self.toy / "videos").glob(f"{c}.*"))), self.toy / "videos" / f"{c}.mp4")
+                for c in order[:self.a.gen_videos]]
 
     def generated(self) -> list[Path]:
         return [self.out / "generated" / f"{v.stem}_sample_{k}.mp4"
@@ -219,7 +259,7 @@ class Demo:
                                                  device="cpu")
             for video in self.gen_videos():
                 res = pipe.generate(video, out_dir=self.out / "generated", samples=self.a.gen_samples,
-                                    top_k=self.a.top_k, seed=self.a.seed)
+                                    top_k=self.a.top_k, seed=self.a.seed, duration=self.a.duration if self.a.fast else None)
                 logging.getLogger("demo").info("%s -> %s", video, [str(p) for p in res.mp4_paths])
 
     # -- dataset sampling and evaluation
@@ -248,7 +288,7 @@ class Demo:
                 if out.is_file():
                     continue
                 report = evaluate(self.out / "samples" / kind, self.toy / "toy_valid.txt",
-                                  self.models / "melception.ckpt", device="cpu",
+                                  self.melception(), device="cpu",
                                   cache_dir=self.out / "eval" / ".melception_cache",
                                   kid_subset_size=min(50, self.n_valid()), isc_splits=10)
                 print(f"{kind} visual features\n{format_table(report)}")
@@ -256,16 +296,24 @@ class Demo:
                 tmp.write_text(json.dumps(report, indent=1))
                 os.replace(tmp, out)
 
+    def melception(self) -> Path | None:
+        """The Melception that scores: --melception, else the trained one (None: one class, nothing to train)."""
+        if self.a.melception:
+            return Path(self.a.melception)
+        return None if self.a.videos and self.toy_ready() and self.n_classes() < 2 else self.models / "melception.ckpt"
+
     # -- the chain
     def stages(self) -> list[Stage]:
         m = self.models
+        what = "your videos" if self.a.videos else "toy dataset"
         return [
-            Stage("data", "toy dataset + features", self.toy_ready, self.make_data),
+            Stage("data", f"{what} + features", self.toy_ready, self.make_data),
             Stage("codebook", "train the toy codebook", (m / "codebook.ckpt").is_file,
                   lambda log: self.train("codebook", log)),
             Stage("transformer", "train the toy transformer", (m / "transformer.ckpt").is_file,
                   lambda log: self.train("transformer", log)),
-            Stage("melception", "train the toy Melception", (m / "melception.ckpt").is_file,
+            Stage("melception", "train the toy Melception",
+                  lambda: self.melception() != m / "melception.ckpt" or (m / "melception.ckpt").is_file(),
                   lambda log: self.train("melception", log)),
             Stage("generate", "sound for validation videos (mp4)",
                   lambda: all(p.is_file() for p in self.generated()), self.generate),
@@ -273,9 +321,8 @@ class Demo:
                   lambda log: self.sample("real", log)),
             Stage("sample_random", "sample validation, random features", lambda: self.sampled("random"),
                   lambda log: self.sample("random", log)),
-            Stage("evaluate", "FID / KID / IS / MKL",
-                  lambda: all((self.out / "eval" / f"{k}.json").is_file() for k in ("real", "random")),
-                  self.evaluate),
+            Stage("evaluate", "FID / KID / IS / MKL", lambda: self.melception() is None or all(
+                (self.out / "eval" / f"{k}.json").is_file() for k in ("real", "random")), self.evaluate),
         ]
 
     def run(self) -> int:
@@ -311,22 +358,16 @@ class Demo:
 
 def summary(demo: Demo, stages: list[Stage]) -> str:
     """The markdown summary: outputs, the real-vs-random metrics table, stage times, next steps."""
-    out, reports = demo.out, {}
-    for kind in ("real", "random"):
-        reports[kind] = json.loads((out / "eval" / f"{kind}.json").read_text())["metrics"]
+    out = demo.out
     lines = ["# specvqgan demo summary", "",
              f"Generated videos with new sound (Griffin-Lim; `.wav`, `.png`, `.npy` beside them) in `{out / 'generated'}`:"]
     lines += [f"- `{p}`" for p in demo.generated()]
-    lines += ["", f"Validation split ({demo.n_valid()} videos x {demo.a.samples_per_video} samples, top-k {demo.a.top_k}) "
-              f"scored by the toy Melception against the real validation mels:", "",
-              "| visual features | FID ↓ | KID ↓ | IS ↑ | MKL ↓ |", "|---|---|---|---|---|"]
-    for kind, label in (("real", "real (the video's)"), ("random", "random (noise)")):
-        m = reports[kind]
-        lines.append(f"| {label} | {m['fid']:.2f} | {m['kid_mean']:.3f} | {m['isc_mean']:.2f} | {m['mkl']:.2f} |")
-    real, rand = reports["real"]["mkl"], reports["random"]["mkl"]
-    verdict = ("the visual features help: MKL real {:.2f} < random {:.2f}" if real < rand else
-               "WARNING: the visual features do not help here: MKL real {:.2f} >= random {:.2f}").format(real, rand)
-    lines += ["", verdict, "", "| stage | seconds |", "|---|---|"]
+    lines += metrics_lines(demo)
+    failed = read_failed(demo.toy) if demo.a.videos else []
+    if failed:
+        lines += ["", f"{len(failed)} video(s) could not be used (also in `{demo.toy / FAILED}`):"]
+        lines += [f"- {row.replace(chr(9), ': ', 1)}" for row in failed]
+    lines += ["", "| stage | seconds |", "|---|---|"]
     for st in stages:
         t = demo.timings.get(st.name)
         lines.append(f"| {st.title} | {t if t is not None else '-'} |")
@@ -335,12 +376,31 @@ def summary(demo: Demo, stages: list[Stage]) -> str:
               f"Samples: `{out / 'samples'}`; metrics JSON: `{out / 'eval'}`; models: `{out / 'models'}`; "
               f"logs: `{out / 'logs'}`, `{out / 'runs'}` (tensorboard --logdir {out / 'runs'}).", "",
               "Going further:",
-              f"- your own video: `python scripts/generate.py --video in.mp4 --transformer {out / 'models/transformer.ckpt'} --out out/`",
+              f"- sound for your videos: `python scripts/generate.py --video <file or folder> --transformer {out / 'models/transformer.ckpt'} --out out/`",
+              "- train on your own videos: `python scripts/demo.py --videos <folder> --out runs/mine` (docs/own_data.md)",
               "- the paper's models: `configs/vas_codebook.yaml`, `configs/vas_transformer.yaml`, `configs/melception.yaml`, "
               "`configs/melgan_vggsound.yaml` (VAS / VGGSound features via `python -m feature_extraction --feature "
               "bninception|resnet50 --weights ...`), or the released checkpoints: `python -m specvqgan.download`.",
               ""]
     return "\n".join(lines)
+
+
+def metrics_lines(demo: Demo) -> list[str]:
+    """The real-vs-random metrics table and its verdict (or why there is none)."""
+    if demo.melception() is None:
+        return ["", "No metrics: the videos have no class folders, so no Melception could be trained; pass "
+                "--melception <checkpoint> (e.g. a Melception trained on labelled clips) to score the samples."]
+    reports = {k: json.loads((demo.out / "eval" / f"{k}.json").read_text())["metrics"] for k in ("real", "random")}
+    lines = ["", f"Validation split ({demo.n_valid()} videos x {demo.a.samples_per_video} samples, top-k "
+             f"{demo.a.top_k}) scored by the Melception `{demo.melception()}` against the real validation mels:", "",
+             "| visual features | FID ↓ | KID ↓ | IS ↑ | MKL ↓ |", "|---|---|---|---|---|"]
+    for kind, label in (("real", "real (the video's)"), ("random", "random (noise)")):
+        m = reports[kind]
+        lines.append(f"| {label} | {m['fid']:.2f} | {m['kid_mean']:.3f} | {m['isc_mean']:.2f} | {m['mkl']:.2f} |")
+    real, rand = reports["real"]["mkl"], reports["random"]["mkl"]
+    verdict = ("the visual features help: MKL real {:.2f} < random {:.2f}" if real < rand else
+               "WARNING: the visual features do not help here: MKL real {:.2f} >= random {:.2f}").format(real, rand)
+    return lines + ["", verdict]
 
 
 def _interrupt(signum, frame):

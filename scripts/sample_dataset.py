@@ -8,10 +8,16 @@
     python scripts/sample_dataset.py sampler.model_logdir=logs/<run> sampler.splits="[validation, ]" \
         sampler.samples_per_video=10 sampler.batch_size=4 sampler.top_k=64 sampler.now=<time>   # reference form
 
+    python scripts/sample_dataset.py --ckpt ... --out samples/mine --av-benchmark bench/mine \
+        --videos runs/mine/data/videos [--vocoder MELGAN] [--audio-format flac]     # + av-benchmark folders
+
 Writes ``<out>/<class>/<video_id>_sample_<k>.npy`` ((80, T) float32 in [0, 1]; flat ``<out>/<id>_...``
 when split rows have no class) and ``<out>/sampling.json``. Sample k of a video is seeded by (--seed,
 video id, k), existing files are skipped and files are written atomically: rerun the same command to
 resume. The dataset is ``data.params.<split>`` of the checkpoint's training config (or of --config).
+``--av-benchmark DIR`` then also writes the samples as waveforms (Griffin-Lim or ``--vocoder``) and, with
+``--videos`` (the split's videos, ``<videos>/<class>/<id>.<ext>``), the videos muxed with them and their real
+sound, in the folders av-benchmark pairs by name (:mod:`specvqgan.av_benchmark`, docs/own_data.md).
 """
 from __future__ import annotations
 
@@ -72,7 +78,7 @@ def reference_options(argv: list[str]) -> list[SamplerOptions]:
     return opts
 
 
-def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
+def parse_args(argv=None) -> tuple[SamplerOptions, bool, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="transformer checkpoint (train.py .ckpt or export); "
                    "for --mode reconstructions also a codebook checkpoint")
@@ -98,31 +104,48 @@ def parse_args(argv=None) -> tuple[SamplerOptions, bool]:
                    "(default: torchrun's RANK/WORLD_SIZE, else 0/1)")
     p.add_argument("--no-progress", action="store_true")
     add_trust_argument(p)
+    p.add_argument("--av-benchmark", default=None, metavar="DIR", help="also write av-benchmark folders: DIR/"
+                   "{gt_audio,pred_audio/sample_<k>,video/sample_<k>}")
+    p.add_argument("--videos", default=None, help="with --av-benchmark: the split's video folder (muxed videos, "
+                   "real sound)")
+    p.add_argument("--vocoder", default=None, help="with --av-benchmark: MelGAN checkpoint (default: Griffin-Lim)")
+    p.add_argument("--audio-format", choices=("wav", "flac"), default="flac", help="with --av-benchmark")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the data config")
     a = p.parse_args(argv)
+    if (a.videos or a.vocoder) and not a.av_benchmark:
+        p.error("--videos / --vocoder are for --av-benchmark")
+    bench = argparse.Namespace(dir=a.av_benchmark, videos=a.videos, vocoder=a.vocoder, fmt=a.audio_format)
     opts = SamplerOptions(ckpt=a.ckpt, out=a.out, mode=a.mode, split=a.split, config=a.config,
                           overrides=tuple(a.overrides), samples_per_video=a.samples_per_video,
                           batch_size=a.batch_size, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                           guidance_scale=a.guidance_scale, seed=a.seed, device=a.device, precision=a.precision,
                           limit=a.limit, shard=a.shard,
                           progress=not a.no_progress)
-    return opts, a.trust_checkpoint
+    return opts, a.trust_checkpoint, bench
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        bench = None
         if argv and any(a.startswith("sampler.") for a in argv) and all("=" in a and not a.startswith("-") for a in argv):
             trust = bool(OmegaConf.from_dotlist(argv).get("trust_checkpoint", False))
             runs = reference_options([a for a in argv if not a.startswith("trust_checkpoint=")])
         else:
-            opts, trust = parse_args(argv)
+            opts, trust, bench = parse_args(argv)
             runs = [opts]
         results = []
         for opts in runs:
             with trusted(opts.ckpt if trust else None):
                 results.append(sample_dataset(opts))
+        if bench is not None and bench.dir:
+            from specvqgan.av_benchmark import export_samples
+            from vocoder.inference import load_vocoder
+
+            voc = load_vocoder(bench.vocoder) if bench.vocoder else None
+            results[0]["av_benchmark"] = {"dir": bench.dir, "written": export_samples(
+                opts.out, bench.dir, videos_dir=bench.videos, vocoder=voc, fmt=bench.fmt, progress=opts.progress)}
         result = results[0] if len(results) == 1 else results
     except (FileNotFoundError, ValueError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

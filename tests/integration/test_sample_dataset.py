@@ -263,3 +263,33 @@ def test_torchrun_two_processes_write_the_single_process_files(repo_root, tiny_c
     for name in names:
         if name != "sampling.json":  # its 'out' differs
             assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_av_benchmark_folders_pair_by_name(repo_root, tiny_ckpt, toy_video, tmp_path):
+    """--av-benchmark: flac waveforms per sample, the split's video muxed with each and its real sound, all
+    named ``<class>__<id>`` so av-benchmark's --gt_audio / --pred_audio / --video folders pair; a clip
+    without a video still gets its waveform."""
+    import shutil
+
+    import soundfile as sf
+
+    from feature_extraction.media import probe
+
+    videos, bench = tmp_path / "videos", tmp_path / "bench"
+    (videos / "bell").mkdir(parents=True)
+    shutil.copy(toy_video, videos / "bell" / "bell_0001.mp4")  # drum_0001 has no video
+    proc = run_cli(repo_root, "--ckpt", tiny_ckpt, "--out", tmp_path / "samples", "--samples-per-video", 2,
+                   "--top-k", 8, "--device", "cpu", "--av-benchmark", bench, "--videos", videos)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["av_benchmark"]["written"] == 4
+    files = sorted(p.relative_to(bench).as_posix() for p in bench.rglob("*.*"))
+    assert files == ["gt_audio/bell__bell_0001.flac",
+                     *(f"pred_audio/sample_{k}/{n}.flac" for k in (0, 1) for n in ("bell__bell_0001", "drum__drum_0001")),
+                     "video/sample_0/bell__bell_0001.mp4", "video/sample_1/bell__bell_0001.mp4"]
+    pred, sr = sf.read(bench / "pred_audio/sample_0/bell__bell_0001.flac")
+    gt, _ = sf.read(bench / "gt_audio/bell__bell_0001.flac")
+    assert sr == 22050 and len(pred) == 160 * 256 and len(gt) == len(pred) and np.abs(gt).max() > 0.05
+    mel = np.load(tmp_path / "samples" / "bell" / "bell_0001_sample_1.npy")
+    assert len(sf.read(bench / "pred_audio/sample_1/bell__bell_0001.flac")[0]) == mel.shape[1] * 256
+    info = probe(bench / "video/sample_1/bell__bell_0001.mp4")
+    assert info.has_video and info.has_audio and abs(info.audio_duration - len(pred) / sr) < 0.05
