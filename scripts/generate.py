@@ -120,16 +120,12 @@ def main(argv=None) -> int:
     from specvqgan.config import ConfigError
     from specvqgan.download import DownloadError
     from specvqgan.pipeline import output_paths
-    from specvqgan.pretrained import MissingRelease
     from specvqgan.video_files import list_videos
 
     bad_input = (MediaError, ConfigError, FileNotFoundError, ValueError)
     try:
         items = list_videos(args.video)
         pipe = load_pipeline(args)
-    except MissingRelease as err:
-        print(f"error: {err}\nto download: {err.command}", file=sys.stderr)
-        return 2
     except KeyError as err:  # unknown release name
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
@@ -152,6 +148,10 @@ def main(argv=None) -> int:
         video, out = item.video, Path(args.out) / item.subdir
         wanted = [q for k in range(args.samples) for q in output_paths(video, out, k)
                   if not (args.no_mp4 and q.suffix == ".mp4")]
+        if args.av_benchmark:
+            from specvqgan.av_benchmark import bench_paths
+            wanted += [bench_paths(args.av_benchmark, item.name, k, args.audio_format)["pred"]
+                       for k in range(args.samples)]
         if args.skip_existing and all(q.is_file() for q in wanted):
             print(f"# {video}: skipped (outputs exist)")
             continue

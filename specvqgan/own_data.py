@@ -33,8 +33,9 @@ def add_cli_options(group) -> None:
     group.add_argument("--videos", default=None, help="folder of your videos (recursive; first sub-folder = class)")
     group.add_argument("--duration", type=float, default=2.0,
                        help="clip length in seconds (videos are looped / trimmed to it; every model size follows)")
-    group.add_argument("--feature", default="color",
-                       help="visual feature (python -m feature_extraction --feature): color, resnet50, bninception")
+    group.add_argument("--feature", default="color", choices=("color", "resnet50", "rgb_bninception"),
+                       help="visual feature (python -m feature_extraction --feature; one stream: the toy datasets "
+                       "read one feature folder)")
     group.add_argument("--feature-weights", default=None, help="weights of a pretrained --feature network, e.g. "
                        "`python -m specvqgan.download --path resnet50`")
     group.add_argument("--valid-fraction", type=float, default=0.2, help="validation share per class")
