@@ -223,13 +223,13 @@ def init_codebook_configs(init: str, cfg_dir: str | Path, shapes: OwnShapes, mod
     ``<models_dir>/codebook.ckpt``). Returns (codebook yaml, transformer yaml)."""
     from omegaconf import OmegaConf
 
-    from specvqgan.dataset_sampling import read_stored_config
+    from specvqgan.checkpoint import model_config, read
 
     ckpt = Path(init)
     if not ckpt.is_file():
         from specvqgan.download import local_path
         ckpt = local_path(init, cache_dir)  # FileNotFoundError with the download command
-    model = dict((read_stored_config(ckpt) or {}).get("model") or {})
+    model = model_config(read(ckpt, mmap=True), ckpt)
     if not str(model.get("target", "")).endswith("VQModel"):
         raise ValueError(f"{ckpt}: not a codebook checkpoint (model {model.get('target') or 'not recorded'})")
     params = dict(model.get("params") or {})
