@@ -38,8 +38,8 @@ from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
 from specvqgan.checks import NonFiniteError, require_finite
 from specvqgan.distributed import shard_items
-from specvqgan.files import atomic_write, file_sha256
-from specvqgan.provenance import claim_folder, record_folder
+from specvqgan.files import atomic_write
+from specvqgan.provenance import claim_folder, path_sha256, record_folder
 from specvqgan.shapes import FEAT_FPS, mel_frames
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,10 @@ class ExtractConfig:
         info = {"output": key, "duration": self.duration, "sample_rate": SR, "loop": "ffmpeg -stream_loop",
                 "allow_truncated": self.allow_truncated}
         if key.startswith("feature_"):
-            info.update(feature=self.feature, fps=FEAT_FPS, weights_sha256=_sha256(self.weights),
+            info.update(feature=self.feature, fps=FEAT_FPS, weights_sha256=path_sha256(self.weights),
                         random_weights=self.random_weights and self.weights is None)
             if "flow" in key:
-                info.update(flow_method=self.flow_method, flow_weights_sha256=_sha256(self.flow_weights))
+                info.update(flow_method=self.flow_method, flow_weights_sha256=path_sha256(self.flow_weights))
         return info
 
     def output_paths(self, out_dir: Path, stem: str) -> dict[str, Path]:
@@ -122,15 +122,6 @@ class ExtractConfig:
         for name, dim in feature_outputs(self.extractor):
             paths[f"feature_{name}"] = out_dir / f"feature_{name}_dim{dim}_{FEAT_FPS:g}fps" / f"{stem}.pkl"
         return paths
-
-
-def _sha256(path: str | None) -> str | None:
-    return None if path is None else _sha256_of(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_of(path: str, mtime_ns: int) -> str:
-    return file_sha256(path)
 
 
 @functools.lru_cache(maxsize=8)

@@ -37,6 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from specvqgan.files import file_sha256, hash_file
 from specvqgan.releases import HOSTS, RELEASES, Release, RemoteFile, find_release
 
 log = logging.getLogger(__name__)
@@ -64,24 +65,13 @@ def url_of(remote: RemoteFile, base_url: Optional[str] = None) -> str:
     return f"{base.rstrip('/')}/{remote.path}"
 
 
-def _hash_file(path: Path, h) -> str:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def md5sum(path: Path) -> str:
-    return _hash_file(path, hashlib.md5())
-
-
-def _sha256(path: Path) -> str:
-    return _hash_file(path, hashlib.sha256())
+    return hash_file(path, hashlib.md5())
 
 
 def git_blob_sha1(path: Path) -> str:
     """The git blob hash of a file: sha1 of ``b"blob <size>\0" + content``."""
-    return _hash_file(path, hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()))
+    return hash_file(path, hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()))
 
 
 @contextlib.contextmanager
@@ -198,10 +188,10 @@ def fetch(url: str, dest: Path, md5: Optional[str], *, timeout: float = 60.0, re
     bad = None
     if md5 is not None and digest != md5:
         bad = f"md5 mismatch for {url}: expected {md5}, got {digest}"
-    elif git_sha1 is not None and git_blob_sha1(part) != git_sha1:
-        bad = f"git blob hash mismatch for {url}: expected {git_sha1}, got {git_blob_sha1(part)}"
-    elif sha256_prefix and not _sha256(part).startswith(sha256_prefix):
-        bad = f"sha256 mismatch for {url}: got {_sha256(part)[:16]}..., the file name says {sha256_prefix}"
+    elif git_sha1 is not None and (got := git_blob_sha1(part)) != git_sha1:
+        bad = f"git blob hash mismatch for {url}: expected {git_sha1}, got {got}"
+    elif sha256_prefix and not (got := file_sha256(part)).startswith(sha256_prefix):
+        bad = f"sha256 mismatch for {url}: got {got[:16]}..., the file name says {sha256_prefix}"
     if bad:
         part.unlink()
         if resumed:

@@ -32,12 +32,16 @@ def link_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     atomic_write(dst, link)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    import hashlib
-
-    h = hashlib.sha256()
+def hash_file(path: str | os.PathLike, h) -> str:
+    """Hex digest of a file's bytes fed (in 1 MiB blocks) to the hashlib object ``h``."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    import hashlib
+
+    return hash_file(path, hashlib.sha256())

@@ -12,10 +12,11 @@ A resumable output folder (the extractor's ``audio_*``, ``melspec_*`` and ``feat
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
-from specvqgan.files import atomic_write
+from specvqgan.files import atomic_write, file_sha256
 
 RECORD = "_provenance.json"
 
@@ -52,20 +53,24 @@ def claim_folder(folder: str | Path, produced_by: dict, overwrite: bool = False,
 
 
 def path_sha256(path: str | Path | None) -> str | None:
-    """sha256 of a file, or of a folder's files (names and contents, sorted); None for None."""
+    """sha256 of a file, or of a folder's files (names and contents, sorted); None for None. A file's hash
+    is computed once per process while its path and modification time stay the same."""
     import hashlib
-
-    from specvqgan.files import file_sha256
 
     if path is None:
         return None
     path = Path(path)
     if path.is_file():
-        return file_sha256(path)
+        return _file_sha256(str(path.resolve()), path.stat().st_mtime_ns)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}\0{file_sha256(f)}\n".encode())
+        h.update(f"{f.relative_to(path)}\0{_file_sha256(str(f.resolve()), f.stat().st_mtime_ns)}\n".encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _file_sha256(path: str, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def record_folder(folder: str | Path, produced_by: dict) -> None:
