@@ -3,8 +3,8 @@
 
 * ``load_config(paths, overrides)`` merges the YAML files left to right, then the dotlist overrides,
   and remembers which file (or override) set every key, so errors can name it.
-* ``instantiate_from_config(cfg)`` imports ``cfg.target`` (resolving reference-implementation paths
-  through :data:`specvqgan.aliases.REFERENCE_ALIASES`), checks that it is a class defined in this
+* ``instantiate_from_config(cfg)`` imports ``cfg.target`` (resolving reference-implementation and former
+  paths through :mod:`specvqgan.aliases`, whose entries may fix params such as a dataset's ``split``), checks that it is a class defined in this
   project, ``torch.nn``, ``torch.optim`` or a Lightning callback/logger module (:func:`check_target`;
   configs also come from checkpoints and downloaded run folders, so nothing else may be called),
   checks ``cfg.params`` against the target's ``__init__`` signature and calls it. Nested configs are passed on as DictConfig, as the reference
@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from specvqgan.aliases import REFERENCE_ALIASES, TARGETS_FILE, UNSUPPORTED_TARGETS
+from specvqgan.aliases import BINDINGS, FORMER_ALIASES, REFERENCE_ALIASES, TARGETS_FILE, UNSUPPORTED_TARGETS, Alias
 
 ALLOWED_PREFIXES = ("specvqgan.", "feature_extraction.", "vocoder.", "evaluation.",
                     "torch.", "pytorch_lightning.", "lightning.")
@@ -119,7 +119,7 @@ def _where(cfg: Any, key: str = "") -> str:
 
 
 def resolve_target(target: str) -> str:
-    """Map a reference-implementation path to ours (identity when it is already ours).
+    """Map a reference-implementation (or former) path to our class path (identity when it is already ours).
 
     Raises:
         ConfigError: a reference class listed as deliberately unsupported (with the reason).
@@ -127,7 +127,9 @@ def resolve_target(target: str) -> str:
     if target in UNSUPPORTED_TARGETS:
         raise ConfigError(f"target {target!r} of the reference implementation is not supported: "
                           f"{UNSUPPORTED_TARGETS[target]} (see {TARGETS_FILE.name} and docs/migration.md)")
-    return REFERENCE_ALIASES.get(target, target)
+    if target in REFERENCE_ALIASES:
+        return REFERENCE_ALIASES[target]
+    return FORMER_ALIASES.get(target, target)
 
 
 def get_obj_from_str(target: str, where: str = "") -> Any:
@@ -162,24 +164,67 @@ def check_target(obj: Any, what: str) -> None:
                           f"project, torch.nn, torch.optim and Lightning callbacks/loggers; refusing to build it")
 
 
-def check_params(obj: Any, params: Mapping, cfg: Any = None, target: str = "") -> None:
-    """Raise ConfigError if ``params`` has a key the callable does not accept or lacks a required one."""
+def _accepted(obj: Any) -> tuple[dict[str, inspect.Parameter], bool] | None:
+    """``obj``'s named parameters and whether it takes ``**kwargs`` (None: no signature)."""
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
-        return  # builtins without a signature: let the call itself complain
+        return None  # builtins without a signature: let the call itself complain
     accepted = {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return accepted, any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _check_keys(keys: Iterable[str], accepted: Iterable[str], cfg: Any, prefix: str, target: str) -> None:
+    accepted = list(accepted)
+    for key in keys:
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; accepted: {sorted(accepted)}"
+            raise ConfigError(f"unknown param {_where(cfg, f'{prefix}.{key}')} for target {target!r}{hint}")
+
+
+def check_params(obj: Any, params: Mapping, cfg: Any = None, target: str = "", prefix: str = "params",
+                 fixed: Iterable[str] = ()) -> None:
+    """Raise ConfigError if ``params`` has a key the callable does not accept or lacks a required one.
+
+    ``prefix`` is where ``params`` stands in ``cfg`` (for the message); ``fixed`` are params an alias sets
+    (:func:`apply_alias`), which a config may not set and the message does not offer.
+    """
+    found = _accepted(obj)
+    if found is None:
+        return
+    accepted, takes_kwargs = found
+    fixed = set(fixed)
     if not takes_kwargs:
-        for key in params:
-            if key not in accepted:
-                close = difflib.get_close_matches(str(key), list(accepted), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; accepted: {sorted(accepted)}"
-                raise ConfigError(f"unknown param {_where(cfg, f'params.{key}')} for target {target!r}{hint}")
+        _check_keys([k for k in params if k not in fixed], [n for n in accepted if n not in fixed], cfg, prefix, target)
     missing = [n for n, p in accepted.items()
-               if p.default is p.empty and n not in params and p.kind is not p.POSITIONAL_ONLY]
+               if p.default is p.empty and n not in params and n not in fixed and p.kind is not p.POSITIONAL_ONLY]
     if missing:
-        raise ConfigError(f"missing required param(s) {missing} for target {target!r} at {_where(cfg, 'params')}")
+        raise ConfigError(f"missing required param(s) {missing} for target {target!r} at {_where(cfg, prefix)}")
+
+
+def apply_alias(alias: Alias, obj: Any, params: dict, cfg: Any = None, target: str = "") -> dict:
+    """The keyword arguments of ``obj`` for an alias path: ``alias.unpack``'s keys (beside ``alias.outer``)
+    plus the params ``alias.bind`` fixes. Raises ConfigError (naming the key and the file) for a param
+    the alias path did not take, or one it fixes."""
+    for prefix, keys in (("params", params), (f"params.{alias.unpack}", params.get(alias.unpack) or {})):
+        for key in keys:
+            if key in alias.bind:
+                raise ConfigError(f"param {_where(cfg, f'{prefix}.{key}')} is fixed to {alias.bind[key]!r} by "
+                                  f"target {target!r}; use {alias.target!r} to set it")
+    if not alias.unpack:
+        check_params(obj, params, cfg, target, fixed=alias.bind)
+        return {**params, **alias.bind}
+    _check_keys(params, (alias.unpack, *alias.outer), cfg, "params", target)
+    inner = params.get(alias.unpack)
+    if inner is None:
+        inner = {}
+    if not isinstance(inner, (Mapping, DictConfig)):
+        raise ConfigError(f"`{alias.unpack}` at {_where(cfg, f'params.{alias.unpack}')} must be a mapping, got {inner!r}")
+    kwargs = {k: v for k, v in params.items() if k != alias.unpack}
+    kwargs.update({str(k): inner[k] for k in inner})
+    check_params(obj, kwargs, cfg, target, prefix=f"params.{alias.unpack}", fixed=alias.bind)
+    return {**kwargs, **alias.bind}
 
 
 def instantiate_from_config(config: Any, **kwargs: Any) -> Any:
@@ -208,7 +253,10 @@ def instantiate_from_config(config: Any, **kwargs: Any) -> Any:
         raise ConfigError(f"`params` at {_where(config, 'params')} must be a mapping, got {params!r}")
     params = {str(k): params[k] for k in params}  # nested blocks stay DictConfig (with their source)
     params.update(kwargs)
-    check_params(obj, params, config, target)
+    if target in BINDINGS:
+        params = apply_alias(BINDINGS[target], obj, params, config, target)
+    else:
+        check_params(obj, params, config, target)
     return obj(**params)
 
 

@@ -7,7 +7,8 @@ Layout (VAS-like): ``<root>/toy_{train,valid}.txt`` (rows ``<class>/<id>``) and 
 ``melspec_<dur>s_22050hz/<id>_mel.npy``, ``feature_<name>_dim<D>_21.5fps/<id>.pkl`` (toy name ``color``;
 D is read from the folder name) and ``audio_<dur>s_22050hz/<id>.wav``; ``<dur>`` is ``%g`` of the duration.
 Targets enumerate the class folders under ``<root>/features``, so every split agrees on them.
-The ``Toy*Train``/``Toy*Validation`` classes take the same ``data_root``/``duration`` for all their parts.
+Each class takes the ``split`` first, e.g. ``ToySpecsCondOnFeats("train")``; the former ``Toy*Train`` /
+``Toy*Validation`` config names resolve to them through :mod:`specvqgan.aliases`.
 """
 from __future__ import annotations
 
@@ -107,74 +108,27 @@ def _toy_cfg(cfg: Mapping | None, data_root: str, duration: float) -> dict:
 
 
 class ToySpecsCondOnFeats(SpecsCondOnFeats):
+    """Toy mels + features; ``data_root``/``duration`` go to both sub-configs unless they set them.
+
+    Args: as :class:`specvqgan.data.base.SpecsCondOnFeats` (both sub-configs optional), plus ``data_root``
+    and ``duration`` (see :class:`ToySpecs`).
+    """
+
     specs_cls, feats_cls = ToySpecs, ToyFeats
+
+    def __init__(self, split: str, specs_dataset_cfg: Mapping | None = None,
+                 condition_dataset_cfg: Mapping | None = None, align_random_crop: bool = True,
+                 require_labels: bool = False, data_root: str = TOY_ROOT, duration: float = TOY_DURATION) -> None:
+        super().__init__(split, _toy_cfg(specs_dataset_cfg, data_root, duration),
+                         _toy_cfg(condition_dataset_cfg, data_root, duration), align_random_crop, require_labels)
 
 
 class ToySpecsCondOnClass(SpecsCondOnClass):
+    """Toy mels with class targets; ``data_root``/``duration`` as in :class:`ToySpecsCondOnFeats`."""
+
     specs_cls = ToySpecs
 
-
-class ToySpecsTrain(ToySpecs):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, data_root: str = TOY_ROOT,
-                 duration: float = TOY_DURATION):
-        super().__init__("train", **_toy_cfg(specs_dataset_cfg, data_root, duration))
-
-
-class ToySpecsValidation(ToySpecs):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, data_root: str = TOY_ROOT,
-                 duration: float = TOY_DURATION):
-        super().__init__("valid", **_toy_cfg(specs_dataset_cfg, data_root, duration))
-
-
-class ToySpecsCondOnFeatsTrain(ToySpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION, align_random_crop: bool = True):
-        super().__init__("train", _toy_cfg(specs_dataset_cfg, data_root, duration),
-                         _toy_cfg(condition_dataset_cfg, data_root, duration), align_random_crop)
-
-
-class ToySpecsCondOnFeatsValidation(ToySpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION, align_random_crop: bool = True):
-        super().__init__("valid", _toy_cfg(specs_dataset_cfg, data_root, duration),
-                         _toy_cfg(condition_dataset_cfg, data_root, duration), align_random_crop)
-
-
-class ToySpecsCondOnFeatsAndClassTrain(ToySpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION, align_random_crop: bool = True):
-        super().__init__("train", _toy_cfg(specs_dataset_cfg, data_root, duration),
-                         _toy_cfg(condition_dataset_cfg, data_root, duration), align_random_crop,
-                         require_labels=True)
-
-
-class ToySpecsCondOnFeatsAndClassValidation(ToySpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION, align_random_crop: bool = True):
-        super().__init__("valid", _toy_cfg(specs_dataset_cfg, data_root, duration),
-                         _toy_cfg(condition_dataset_cfg, data_root, duration), align_random_crop,
-                         require_labels=True)
-
-
-class ToySpecsCondOnClassTrain(ToySpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION):
-        super().__init__("train", _toy_cfg(specs_dataset_cfg, data_root, duration), condition_dataset_cfg)
-
-
-class ToySpecsCondOnClassValidation(ToySpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping | None = None, condition_dataset_cfg: Mapping | None = None,
-                 data_root: str = TOY_ROOT, duration: float = TOY_DURATION):
-        super().__init__("valid", _toy_cfg(specs_dataset_cfg, data_root, duration), condition_dataset_cfg)
-
-
-class ToyWaveTrain(ToyWave):
-    def __init__(self, wave_dataset_cfg: Mapping | None = None, data_root: str = TOY_ROOT,
-                 duration: float = TOY_DURATION):
-        super().__init__("train", **_toy_cfg(wave_dataset_cfg, data_root, duration))
-
-
-class ToyWaveValidation(ToyWave):
-    def __init__(self, wave_dataset_cfg: Mapping | None = None, data_root: str = TOY_ROOT,
-                 duration: float = TOY_DURATION):
-        super().__init__("valid", **_toy_cfg(wave_dataset_cfg, data_root, duration))
+    def __init__(self, split: str, specs_dataset_cfg: Mapping | None = None,
+                 condition_dataset_cfg: Mapping | None = None, data_root: str = TOY_ROOT,
+                 duration: float = TOY_DURATION) -> None:
+        super().__init__(split, _toy_cfg(specs_dataset_cfg, data_root, duration), condition_dataset_cfg)

@@ -1,5 +1,8 @@
 """VAS datasets (Zhou et al. 2018; paper section 6.1), with the reference class names and parameters.
 
+Each class takes the ``split`` first; the reference's ``VASSpecsTrain``, ``VASSpecsCondOnFeatsValidation``, ...
+are config names that fix it (alias entries in ``specvqgan/reference_targets.yaml``).
+
 Layout: split lists with rows ``<class>/video_<id>``; mels ``features/<class>/melspec_10s_22050hz/
 video_<id>_mel.npy``; BN-Inception ``features/<class>/feature_{rgb,flow}_bninception_dim1024_21.5fps/
 video_<id>.pkl`` (or ResNet-50 ``feature_resnet50_dim2048_21.5fps``). Directory params hold ``*`` for the
@@ -69,84 +72,16 @@ class VASFeats(FeatsDataset):
         return ClassDirLabels(clips, self.classes)
 
 
-class VASSpecsTrain(VASSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("train", **specs_dataset_cfg)
-
-
-class VASSpecsValidation(VASSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("valid", **specs_dataset_cfg)
-
-
-class VASSpecsTest(VASSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("test", **specs_dataset_cfg)
-
-
 class VASSpecsCondOnFeats(SpecsCondOnFeats):
     """VAS mels + visual features; see :class:`specvqgan.data.base.SpecsCondOnFeats`."""
 
     specs_cls, feats_cls = VASSpecs, VASFeats
 
 
-class VASSpecsCondOnFeatsTrain(VASSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VASSpecsCondOnFeatsValidation(VASSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VASSpecsCondOnFeatsTest(VASSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
 class VASSpecsCondOnClass(SpecsCondOnClass):
     """VAS mels with class targets; see :class:`specvqgan.data.base.SpecsCondOnClass`."""
 
     specs_cls = VASSpecs
-
-
-class VASSpecsCondOnClassTrain(VASSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VASSpecsCondOnClassValidation(VASSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VASSpecsCondOnClassTest(VASSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VASSpecsCondOnFeatsAndClass(VASSpecsCondOnFeats):
-    """VAS mels + features + class targets (the items of :class:`VASSpecsCondOnFeats`, labels required)."""
-
-    def __init__(self, split: str, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping,
-                 align_random_crop: bool = True):
-        super().__init__(split, specs_dataset_cfg, condition_dataset_cfg, align_random_crop, require_labels=True)
-
-
-class VASSpecsCondOnFeatsAndClassTrain(VASSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VASSpecsCondOnFeatsAndClassValidation(VASSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VASSpecsCondOnFeatsAndClassTest(VASSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
 
 
 def make_split_files(out_dir: str, feat_folder: str, feat_suffix: str = "_mel.npy",

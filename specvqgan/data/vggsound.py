@@ -1,5 +1,8 @@
 """VGGSound datasets (Chen et al. 2020; paper section 6.1), with the reference class names and parameters.
 
+Each class takes the ``split`` first; the reference's ``VGGSoundSpecsTrain``, ``VGGSoundFeatsTest``, ...
+are config names that fix it (alias entries in ``specvqgan/reference_targets.yaml``).
+
 Layout: split lists with rows ``<youtube_id>_<start_ms>_<end_ms>``; mels ``melspec_10s_22050hz/<clip>_mel.npy``
 (stored as float64 in the reference samples; items are float32); features
 ``feature_{rgb,flow}_bninception_dim1024_21.5fps/<clip>.pkl``.
@@ -92,96 +95,13 @@ class VGGSoundFeats(_VGGSoundLabels, FeatsDataset):
                          feat_sampler_cfg, skip_missing)
 
 
-class VGGSoundSpecsTrain(VGGSoundSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("train", **specs_dataset_cfg)
-
-
-class VGGSoundSpecsValidation(VGGSoundSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("valid", **specs_dataset_cfg)
-
-
-class VGGSoundSpecsTest(VGGSoundSpecs):
-    def __init__(self, specs_dataset_cfg: Mapping):
-        super().__init__("test", **specs_dataset_cfg)
-
-
-class VGGSoundFeatsTrain(VGGSoundFeats):
-    def __init__(self, condition_dataset_cfg: Mapping):
-        super().__init__("train", **condition_dataset_cfg)
-
-
-class VGGSoundFeatsValidation(VGGSoundFeats):
-    def __init__(self, condition_dataset_cfg: Mapping):
-        super().__init__("valid", **condition_dataset_cfg)
-
-
-class VGGSoundFeatsTest(VGGSoundFeats):
-    def __init__(self, condition_dataset_cfg: Mapping):
-        super().__init__("test", **condition_dataset_cfg)
-
-
 class VGGSoundSpecsCondOnFeats(SpecsCondOnFeats):
     """VGGSound mels + visual features; see :class:`specvqgan.data.base.SpecsCondOnFeats`."""
 
     specs_cls, feats_cls = VGGSoundSpecs, VGGSoundFeats
 
 
-class VGGSoundSpecsCondOnFeatsTrain(VGGSoundSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VGGSoundSpecsCondOnFeatsValidation(VGGSoundSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VGGSoundSpecsCondOnFeatsTest(VGGSoundSpecsCondOnFeats):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
 class VGGSoundSpecsCondOnClass(SpecsCondOnClass):
     """VGGSound mels with class targets (needs ``meta_path``)."""
 
     specs_cls = VGGSoundSpecs
-
-
-class VGGSoundSpecsCondOnClassTrain(VGGSoundSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VGGSoundSpecsCondOnClassValidation(VGGSoundSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VGGSoundSpecsCondOnClassTest(VGGSoundSpecsCondOnClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping | None = None):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg)
-
-
-class VGGSoundSpecsCondOnFeatsAndClass(VGGSoundSpecsCondOnFeats):
-    """VGGSound mels + features + class targets (needs ``meta_path``)."""
-
-    def __init__(self, split: str, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping,
-                 align_random_crop: bool = True):
-        super().__init__(split, specs_dataset_cfg, condition_dataset_cfg, align_random_crop, require_labels=True)
-
-
-class VGGSoundSpecsCondOnFeatsAndClassTrain(VGGSoundSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("train", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VGGSoundSpecsCondOnFeatsAndClassValidation(VGGSoundSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("valid", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)
-
-
-class VGGSoundSpecsCondOnFeatsAndClassTest(VGGSoundSpecsCondOnFeatsAndClass):
-    def __init__(self, specs_dataset_cfg: Mapping, condition_dataset_cfg: Mapping, align_random_crop: bool = True):
-        super().__init__("test", specs_dataset_cfg, condition_dataset_cfg, align_random_crop)

@@ -8,7 +8,7 @@ when the clip is shorter).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -92,18 +92,3 @@ class WaveSegments(ClipDataset):
 
 class VASWave(WaveSegments):
     """VAS waveform segments (``wav_dir_path`` e.g. ``./data/vas/features/*/audio_10s_22050hz``)."""
-
-
-class VASWaveTrain(VASWave):
-    def __init__(self, wave_dataset_cfg: Mapping):
-        super().__init__("train", **wave_dataset_cfg)
-
-
-class VASWaveValidation(VASWave):
-    def __init__(self, wave_dataset_cfg: Mapping):
-        super().__init__("valid", **wave_dataset_cfg)
-
-
-class VASWaveTest(VASWave):
-    def __init__(self, wave_dataset_cfg: Mapping):
-        super().__init__("test", **wave_dataset_cfg)

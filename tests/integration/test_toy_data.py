@@ -124,10 +124,10 @@ def test_sound_and_flash_start_together_at_random_times(toy):
 
 
 def test_datasets_read_the_extracted_layout(toy):
-    from specvqgan.data.toy import ToySpecsCondOnFeatsTrain, ToyWave
+    from specvqgan.data.toy import ToySpecsCondOnFeats, ToyWave
 
     root, meta = toy
-    ds = ToySpecsCondOnFeatsTrain(data_root=str(root))
+    ds = ToySpecsCondOnFeats("train", data_root=str(root))
     assert len(ds) == 8 * (CLIPS - VALID)
     item = ds[0]
     assert item["image"].shape == (80, 160) and item["feature"].shape == (40, 48)   # 2 s crops

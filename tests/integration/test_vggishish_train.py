@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from specvqgan.data.toy import ToySpecsTrain
+from specvqgan.data.toy import ToySpecs
 from specvqgan.losses.lpaps import LPAPS
 from specvqgan.losses.vqperceptual import VQLPAPSWithDiscriminator
 from specvqgan.modules.classifiers.vggishish import compute_mel_stats
@@ -31,7 +31,7 @@ def test_toy_vggishish_cli_to_lpaps(repo_root, toy_root, tmp_path):
     assert ckpt['config']['model']['target'].endswith('VGGishishClassifier')
 
     # stats = those of the (center-cropped) training split, mapped back to [0, 1]
-    train = ToySpecsTrain(data_root=str(toy_root), specs_dataset_cfg={'random_crop': False})
+    train = ToySpecs("train", data_root=str(toy_root), random_crop=False)
     means, stds = compute_mel_stats((train[i]['image'] + 1) / 2 for i in range(len(train)))
     np.testing.assert_allclose(ckpt['state_dict']['train_means'].numpy(), means, rtol=1e-5)
     np.testing.assert_allclose(ckpt['state_dict']['train_stds'].numpy(), stds, rtol=1e-5)

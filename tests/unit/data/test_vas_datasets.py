@@ -6,9 +6,7 @@ import torch
 from torch.utils.data import default_collate
 
 from specvqgan.data.clips import AbsentClipsError
-from specvqgan.data.vas import (VASFeats, VASSpecs, VASSpecsCondOnClassValidation,
-                                VASSpecsCondOnFeatsAndClassValidation, VASSpecsCondOnFeatsTrain,
-                                VASSpecsCondOnFeatsValidation, VASSpecsValidation, make_split_files)
+from specvqgan.data.vas import VASFeats, VASSpecs, VASSpecsCondOnClass, VASSpecsCondOnFeats, make_split_files
 
 SAMPLER_212 = {"target": "specvqgan.data.vas.ResampleFrames", "params": {"feat_sample_size": 212}}
 
@@ -19,8 +17,8 @@ def feats_cfg(vas, **kw):
 
 
 def test_specs_equal_codebook_golden(vas, reference_dir):
-    ds = VASSpecsValidation({"spec_dir_path": vas["mels"], "split_path": vas["split"], "mel_num": 80,
-                             "spec_len": 860, "spec_crop_len": 848, "random_crop": False})
+    ds = VASSpecs("valid", vas["mels"], split_path=vas["split"], mel_num=80, spec_len=860, spec_crop_len=848,
+                  random_crop=False)
     batch = default_collate([ds[0], ds[1]])
     golden = torch.load(reference_dir / "golden/codebook_tiny.pt")["input"]
     x = batch["image"][:, None].float()  # VQModel.get_input
@@ -30,7 +28,7 @@ def test_specs_equal_codebook_golden(vas, reference_dir):
 
 
 def test_feats_equal_transformer_golden(vas, reference_dir):
-    ds = VASSpecsCondOnFeatsValidation({"spec_dir_path": vas["mels"]}, feats_cfg(vas, feat_sampler_cfg=SAMPLER_212))
+    ds = VASSpecsCondOnFeats("valid", {"spec_dir_path": vas["mels"]}, feats_cfg(vas, feat_sampler_cfg=SAMPLER_212))
     item = ds[0]
     golden = torch.load(reference_dir / "golden/transformer_tiny.pt")
     feats = default_collate([item])["feature"].permute(0, 2, 1).float()  # RawFeatsStage.get_input
@@ -55,10 +53,10 @@ def test_absent_clips_are_reported(reference_dir, caplog):
     cfg = {"spec_dir_path": str(reference_dir / "data/vas/features/*/melspec_10s_22050hz"),
            "split_path": str(reference_dir / "data/vas_valid.txt")}
     with pytest.raises(AbsentClipsError, match=r"758 of 768 clips .*/vas_valid.txt .*: baby/video_01933, ") as err:
-        VASSpecsValidation(cfg)
+        VASSpecs("valid", **cfg)
     assert len(err.value.absent) == 758 and "dog/video_02754" not in err.value.absent
     with caplog.at_level(logging.WARNING):
-        ds = VASSpecsValidation({**cfg, "skip_missing": True})
+        ds = VASSpecs("valid", **cfg, skip_missing=True)
     assert len(ds) == 10 and len(ds.absent) == 758 and "skipping 758 of 768" in caplog.text
     assert len(ds.label2target) == 8  # targets from the whole split list: stable when clips are skipped
 
@@ -68,9 +66,9 @@ def test_absent_features_skip_keeps_pairs_aligned(vas, reference_dir, tmp_path):
     split.write_text("dog/video_02754\nbaby/video_00000\ndrum/video_02480\n")
     specs = {"spec_dir_path": vas["mels"], "split_path": str(split)}
     with pytest.raises(AbsentClipsError, match="1 of 3 clips"):
-        VASSpecsCondOnFeatsValidation(specs, feats_cfg(vas, split_path=str(split)))
-    ds = VASSpecsCondOnFeatsValidation({**specs, "skip_missing": True},
-                                       feats_cfg(vas, split_path=str(split), skip_missing=True))
+        VASSpecsCondOnFeats("valid", specs, feats_cfg(vas, split_path=str(split)))
+    ds = VASSpecsCondOnFeats("valid", {**specs, "skip_missing": True},
+                             feats_cfg(vas, split_path=str(split), skip_missing=True))
     assert len(ds) == 2 and [ds[i]["label"] for i in range(2)] == ["dog", "drum"]
 
 
@@ -92,7 +90,7 @@ def test_file_errors_name_the_file(vas, tmp_path):
 
 def test_unknown_key_is_named(vas):
     with pytest.raises(TypeError, match=r"unknown key\(s\) \['spec_dir'\] in specs_dataset_cfg"):
-        VASSpecsCondOnFeatsValidation({"spec_dir": vas["mels"]}, feats_cfg(vas))
+        VASSpecsCondOnFeats("valid", {"spec_dir": vas["mels"]}, feats_cfg(vas))
 
 
 @pytest.mark.parametrize("n", [1, 5])
@@ -109,11 +107,11 @@ def test_no_features_mode(vas, tmp_path, n):
 
 
 def test_class_conditioning(vas):
-    ds = VASSpecsCondOnClassValidation({"spec_dir_path": vas["mels"], "split_path": vas["split"],
-                                        "classes": ["baby", "dog", "drum"]})
+    ds = VASSpecsCondOnClass("valid", {"spec_dir_path": vas["mels"], "split_path": vas["split"],
+                                         "classes": ["baby", "dog", "drum"]})
     assert [ds[i]["target"] for i in range(2)] == [1, 2]
-    both = VASSpecsCondOnFeatsAndClassValidation({"spec_dir_path": vas["mels"], "split_path": vas["split"]},
-                                                 feats_cfg(vas))
+    both = VASSpecsCondOnFeats("valid", {"spec_dir_path": vas["mels"], "split_path": vas["split"]},
+                               feats_cfg(vas), require_labels=True)  # = the reference's ...FeatsAndClass
     assert both[1]["target"] == 1 and both[1]["feature"].shape == (212, 2048)
     with pytest.raises(ValueError, match=r"classes \['drum'\] that are not in `classes`"):
         VASSpecs("valid", vas["mels"], split_path=vas["split"], classes=["dog"])
@@ -123,8 +121,8 @@ def test_class_conditioning(vas):
 
 def test_aligned_random_crop(vas):
     np.random.seed(1)
-    ds = VASSpecsCondOnFeatsTrain({"spec_dir_path": vas["mels"], "random_crop": True},
-                                  feats_cfg(vas, random_crop=True))
+    ds = VASSpecsCondOnFeats("train", {"spec_dir_path": vas["mels"], "random_crop": True},
+                             feats_cfg(vas, random_crop=True))
     mel = np.load(ds.specs_dataset.spec_path("dog/video_02754"))
     seen = set()
     for _ in range(40):

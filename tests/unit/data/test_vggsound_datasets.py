@@ -3,8 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from specvqgan.data.vggsound import (VGGSoundSpecs, VGGSoundSpecsCondOnClassTest, VGGSoundSpecsCondOnFeatsTest,
-                                     VGGSoundSpecsTest)
+from specvqgan.data.vggsound import VGGSoundSpecs, VGGSoundSpecsCondOnClass, VGGSoundSpecsCondOnFeats
 
 CLIP = "-1pRmoJIGQc_10000_20000"
 
@@ -18,8 +17,7 @@ def vgg(reference_dir, tmp_path):
 
 
 def test_shipped_samples_without_labels(vgg):
-    ds = VGGSoundSpecsTest({"spec_dir_path": vgg["mels"], "split_path": vgg["split"], "skip_missing": True,
-                            "meta_path": vgg["missing_csv"]})
+    ds = VGGSoundSpecs("test", vgg["mels"], split_path=vgg["split"], skip_missing=True, meta_path=vgg["missing_csv"])
     assert len(ds) == 12 and len(ds.absent) == 14500 and ds.labels is None
     i = ds.dataset.index(CLIP)
     item = ds[i]
@@ -34,7 +32,8 @@ def test_specs_and_features(vgg, tmp_path):
     split = tmp_path / "vggsound_test.txt"
     split.write_text(f"{CLIP}\n3HgbEKrbA9s_54000_64000\n")
     sampler = {"target": "specvqgan.data.vggsound.ResampleFrames", "params": {"feat_sample_size": 5}}
-    ds = VGGSoundSpecsCondOnFeatsTest(
+    ds = VGGSoundSpecsCondOnFeats(
+        "test",
         {"spec_dir_path": vgg["mels"], "meta_path": None},
         {"rgb_feats_dir_path": vgg["rgb"], "flow_feats_dir_path": vgg["flow"], "split_path": str(split),
          "meta_path": None, "feat_sampler_cfg": sampler})
@@ -53,7 +52,8 @@ def test_labels_from_csv(vgg, tmp_path):
                    'zzzzzzzzzzz,1,"a cat",train\n')
     split = tmp_path / "s.txt"
     split.write_text(f"{CLIP}\n3HgbEKrbA9s_54000_64000\n")
-    ds = VGGSoundSpecsCondOnClassTest({"spec_dir_path": vgg["mels"], "split_path": str(split), "meta_path": str(csv)})
+    ds = VGGSoundSpecsCondOnClass("test", {"spec_dir_path": vgg["mels"], "split_path": str(split),
+                                           "meta_path": str(csv)})
     assert ds.specs_dataset.label2target == {"a cat": 0, "dog barking": 1, "playing drums": 2}
     assert [(ds[i]["label"], ds[i]["target"]) for i in range(2)] == [("dog barking", 1), ("playing drums", 2)]
     drums = VGGSoundSpecs("test", vgg["mels"], split_path=str(split), meta_path=str(csv),
@@ -68,5 +68,5 @@ def test_class_conditioning_needs_the_csv(vgg, tmp_path):
     split = tmp_path / "s.txt"
     split.write_text(f"{CLIP}\n")
     with pytest.raises(FileNotFoundError, match="class-label CSV meta_path=.*none.csv.* is absent"):
-        VGGSoundSpecsCondOnClassTest({"spec_dir_path": vgg["mels"], "split_path": str(split),
-                                      "meta_path": vgg["missing_csv"]})
+        VGGSoundSpecsCondOnClass("test", {"spec_dir_path": vgg["mels"], "split_path": str(split),
+                                          "meta_path": vgg["missing_csv"]})
