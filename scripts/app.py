@@ -6,8 +6,9 @@
     python scripts/app.py --model vggsound [--download]     # a released model by name (docs/own_data.md)
 
 then open http://127.0.0.1:7860. A thin UI over :class:`specvqgan.pipeline.VideoToSound` (all the work is
-there): sliders for top-k, temperature, the number of samples and the seed; outputs are the videos with
-the generated sound muxed in and their spectrograms; errors (a corrupt upload ...) show in the page.
+there: ``compute`` makes the sound, ``specvqgan.outputs.write_sound`` the files): sliders for top-k,
+temperature, the number of samples and the seed; outputs are the videos with the generated sound muxed in
+and their spectrograms; errors (a corrupt upload ...) show in the page.
 Nothing leaves the machine: analytics are off, no share link, and the page needs no CDN. The same call is
 open to scripts as the API endpoint ``/generate``: ``gradio_client.Client(url).predict(handle_file(video),
 top_k, temperature, samples, seed, random_features[, guidance_scale], api_name="/generate")``
@@ -39,6 +40,7 @@ from feature_extraction.extract import find_videos  # noqa: E402
 from feature_extraction.media import probe  # noqa: E402
 from specvqgan.checkpoint import add_trust_argument  # noqa: E402
 from specvqgan.data.clips import read_split  # noqa: E402
+from specvqgan.outputs import write_sound  # noqa: E402
 from specvqgan.pipeline import VideoToSound  # noqa: E402
 
 log = logging.getLogger("specvqgan.app")
@@ -110,10 +112,11 @@ def make_handler(pipe: VideoToSound, out_root: Path, max_seconds: float | None =
         try:
             length = probe(video).duration
             duration = max_seconds if max_seconds and (length is None or length > max_seconds) else None
-            res = pipe.generate(video, out_dir=out_dir, samples=int(samples), top_k=int(top_k) or None,
-                                temperature=float(temperature), seed=int(seed), duration=duration,
-                                random_features=bool(random_features), progress=True,
-                                guidance_scale=float(guidance_scale))
+            sound = pipe.compute(video, samples=int(samples), top_k=int(top_k) or None,
+                                 temperature=float(temperature), seed=int(seed), duration=duration,
+                                 random_features=bool(random_features), progress=True,
+                                 guidance_scale=float(guidance_scale))
+            res = write_sound(sound, out_dir)
         except Exception as err:  # shown in the page; the traceback goes to the server log
             log.exception("generation failed for %s", video)
             msg = no_paths(str(err)).removeprefix(f"{name}: ")       # not the upload's temp path

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     from feature_extraction.media import MediaError
     from specvqgan.config import ConfigError
     from specvqgan.download import DownloadError
-    from specvqgan.pipeline import output_paths
+    from specvqgan.outputs import output_paths, write_sound
     from specvqgan.video_files import list_videos
 
     bad_input = (MediaError, ConfigError, FileNotFoundError, ValueError)
@@ -157,11 +157,11 @@ def main(argv=None) -> int:
             continue
         try:
             check_length(video, args)
-            res = pipe.generate(video, out, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
-                                temperature=args.temperature, seed=args.seed, duration=args.duration,
-                                random_features=args.random_features, class_id=args.class_id,
-                                progress=args.progress, write_mp4=not args.no_mp4,
-                                guidance_scale=args.guidance_scale)
+            sound = pipe.compute(video, samples=args.samples, top_k=args.top_k, top_p=args.top_p,
+                                 temperature=args.temperature, seed=args.seed, duration=args.duration,
+                                 random_features=args.random_features, class_id=args.class_id,
+                                 progress=args.progress, guidance_scale=args.guidance_scale)
+            res = write_sound(sound, out, mp4=not args.no_mp4)
             if args.av_benchmark:
                 export_sample(args, item, res)
         except bad_input as err:

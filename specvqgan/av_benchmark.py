@@ -42,7 +42,7 @@ def write_sample(bench_dir: str | Path, name: str, k: int, wav: np.ndarray, vide
     (``muxed``: an mp4 already made, linked; else muxed from ``video``) and, once per name, the video's own
     soundtrack cut to the same length (skipped for a video without sound). Returns the paths written."""
     from feature_extraction.media import MediaError, probe, read_audio
-    from specvqgan.pipeline import mux_audio
+    from specvqgan.outputs import mux_audio
 
     paths, written = bench_paths(bench_dir, name, k, fmt), {}
     seconds = len(wav) / SR

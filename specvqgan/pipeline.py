@@ -1,8 +1,10 @@
 """Video -> sound: the Python API under ``scripts/generate.py``, the notebook and the demo app.
 
     pipe = VideoToSound.from_checkpoints(transformer="logs/<run>/checkpoints/last.ckpt", vocoder=None)
-    res = pipe.generate("in.mp4", out_dir="out/", samples=3, top_k=None, temperature=1.0, seed=0)
-    res.mp4_paths  # out/in_sample_0.mp4 ... (the input video with the generated sound)
+    sound = pipe.compute("in.mp4", samples=3, top_k=None, temperature=1.0, seed=0)  # arrays, nothing written
+    sound.wavs   # (3, T * 256) float32 at 22050 Hz; sound.mels (3, 80, T) in [0, 1]
+    res = write_sound(sound, "out/")   # specvqgan.outputs: out/in_sample_<k>.{wav,npy,png,mp4}
+    res = pipe.generate("in.mp4", "out/", samples=3)   # the same two steps in one call
 
 Steps (DESIGN.md section 1): the visual features the transformer was trained with are extracted from
 the video (:func:`feature_extraction.extract.extract_visual`, RegNet recipe: 21.5 fps, looped when
@@ -28,37 +30,51 @@ from typing import Optional
 import numpy as np
 import torch
 
-from specvqgan.audio import HOP, SR, save_audio
+from specvqgan.audio import HOP, SR
 from specvqgan.checks import require_finite
+from specvqgan.outputs import GenerationResult, write_sound
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
 from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, used_rows, window_features
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-__all__ = ["VideoToSound", "GenerationResult", "GenerationError", "ConditionSpec", "Plan"]
+__all__ = ["VideoToSound", "GeneratedSound", "GenerationResult", "GenerationError", "ConditionSpec", "Plan"]
 
 
 @dataclass
-class GenerationResult:
-    """What :meth:`VideoToSound.generate` wrote and computed (one entry per sample in each list).
+class GeneratedSound:
+    """What :meth:`VideoToSound.compute` made for one video (``n`` samples, ``T`` mel frames); nothing on disk.
 
     Attributes:
-        wav_paths, mp4_paths, png_paths, mel_paths: ``<out_dir>/<stem>_sample_<k>.{wav,mp4,png,npy}``.
-        mels: (80, T) float32 mels in [0, 1]. wavs: (T * 256,) float32 waveforms at ``sample_rate``.
-        duration: seconds generated (T * 256 / 22050). video: the input. seconds: wall time per stage.
+        video: the input. video_seconds: its duration (None if the container does not say).
+        duration: seconds generated, T * 256 / 22050. sample_rate: of ``wavs`` (22050).
+        mels: (n, 80, T) float32 in [0, 1]. wavs: (n, T * 256) float32.
+        tokens: (n, H * total_cols) int64 codebook indices, column-major (trimmed to T only in the mel).
+        total_cols: latent columns generated, max(W, ceil(T / 16)).
+        features: (N, D) float32 visual features at 21.5 fps the model was conditioned on (rows the windows
+            do not read stay zero; uniform noise for ``random_features``), None for class-only models.
+        class_id: the class condition (class-conditioned models), else None. random_features: the control.
+        seconds: wall time per stage ("features", "sampling" = tokens + codebook decoder, "vocoder").
     """
 
     video: Path
+    video_seconds: Optional[float]
     duration: float
+    mels: np.ndarray
+    wavs: np.ndarray
+    tokens: np.ndarray
+    total_cols: int
+    features: Optional[np.ndarray] = None
+    class_id: Optional[int] = None
+    random_features: bool = False
     sample_rate: int = SR
-    wav_paths: list = field(default_factory=list)
-    mp4_paths: list = field(default_factory=list)
-    png_paths: list = field(default_factory=list)
-    mel_paths: list = field(default_factory=list)
-    mels: list = field(default_factory=list)
-    wavs: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+
+    @property
+    def loop_video(self) -> bool:
+        """The sound is longer than the video (its mp4 repeats the video)."""
+        return self.video_seconds is not None and self.duration > self.video_seconds + 0.05
 
 
 class VideoToSound:
@@ -215,12 +231,12 @@ class VideoToSound:
 
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
-    def generate(self, video: str | Path, out_dir: str | Path, *, samples: int = 3, top_k: Optional[int] = None,
-                 temperature: float = 1.0, top_p: Optional[float] = None, seed: Optional[int] = 0,
-                 duration: Optional[float] = None, random_features: bool = False, class_id: Optional[int] = None,
-                 progress: bool = False, write_mp4: bool = True, window_hop: int = 1,
-                 guidance_scale: float = 1.0) -> GenerationResult:
-        """Generate ``samples`` soundtracks for ``video`` and write them to ``out_dir``.
+    def compute(self, video: str | Path, *, samples: int = 3, top_k: Optional[int] = None, temperature: float = 1.0,
+                top_p: Optional[float] = None, seed: Optional[int] = 0, duration: Optional[float] = None,
+                random_features: bool = False, class_id: Optional[int] = None, progress: bool = False,
+                window_hop: int = 1, guidance_scale: float = 1.0) -> GeneratedSound:
+        """Generate ``samples`` soundtracks for ``video`` in memory (nothing is written; see
+        :func:`specvqgan.outputs.write_sound` for the files).
 
         Args:
             samples: soundtracks, drawn in one batch. top_k / top_p / temperature: token choice.
@@ -230,16 +246,16 @@ class VideoToSound:
             random_features: control: the visual features become uniform [0, 1) noise of the same shape
                 (the datasets' "no features" mode), seeded by ``seed``.
             class_id: class index, required by class-conditioned models.
-            write_mp4: also write the video with the new sound. window_hop: see ``sampling.window_start``.
+            window_hop: see ``sampling.window_start``.
             guidance_scale: classifier-free guidance (1: off; > 1 follows the video more closely, for models
                 trained with ``p_uncond > 0``; docs/guidance.md).
         Returns:
-            :class:`GenerationResult`; files ``<out_dir>/<video stem>_sample_<k>.{wav,mp4,png,npy}``.
+            :class:`GeneratedSound`: mels (n, 80, T), wavs (n, T * 256), tokens, condition, timings.
         Raises:
             MediaError (missing / corrupt video, no video stream, shorter than 1 s) or GenerationError,
             naming the file.
         """
-        video, out_dir = Path(video), Path(out_dir)
+        video = Path(video)
         if samples < 1:
             raise GenerationError(f"samples must be >= 1, got {samples}")
         if self.spec.needs_class and class_id is None:
@@ -255,30 +271,25 @@ class VideoToSound:
         times["features"], t0 = time.perf_counter() - t0, time.perf_counter()
         cond = (lambda s: self.condition(plan, s, class_id)) if plan.total_cols > self.W else \
             self.condition(plan, 0, class_id)
-        _, mel = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols, temperature=temperature,
-                                     top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt, progress=progress,
-                                     window_hop=window_hop, guidance_scale=guidance_scale)
+        tokens, mel = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols,
+                                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt,
+                                          progress=progress, window_hop=window_hop, guidance_scale=guidance_scale)
         mels = ((mel[:, 0, :, :plan.n_frames].float() + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
         require_finite(mels, str(video), "generated mel values")
         times["sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
         wavs = np.asarray(self.vocoder.vocode(mels), dtype=np.float32).reshape(samples, -1)  # (n, T * 256)
         require_finite(wavs, str(video), "vocoder waveform samples")
-        times["vocoder"], t0 = time.perf_counter() - t0, time.perf_counter()
+        times["vocoder"] = time.perf_counter() - t0
+        return GeneratedSound(video=video, video_seconds=plan.video_seconds, duration=plan.n_frames * HOP / SR,
+                              mels=mels, wavs=wavs, tokens=tokens.cpu().numpy(), total_cols=plan.total_cols,
+                              features=plan.feats, class_id=class_id if self.spec.needs_class else None,
+                              random_features=random_features, seconds=times)
 
-        res = GenerationResult(video=video, duration=plan.n_frames * HOP / SR, seconds=times)
-        loop = plan.video_seconds is not None and res.duration > plan.video_seconds + 0.05
-        for k in range(samples):
-            paths = output_paths(video, out_dir, k)
-            _write_outputs(paths, video, mels[k], wavs[k], write_mp4, loop)
-            for lst, path in zip((res.wav_paths, res.mel_paths, res.png_paths, res.mp4_paths), paths):
-                if lst is not res.mp4_paths or write_mp4:
-                    lst.append(path)
-            res.mels.append(mels[k])
-            res.wavs.append(wavs[k])
-        times["writing"] = time.perf_counter() - t0
-        log.info("%s: %d sample(s) of %.2f s (%d latent columns) in %s", video, samples, res.duration,
-                 plan.total_cols, ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
-        return res
+    def generate(self, video: str | Path, out_dir: str | Path, *, write_mp4: bool = True, **kwargs) -> GenerationResult:
+        """:meth:`compute` then :func:`~specvqgan.outputs.write_sound`: the soundtracks of ``video`` written to
+        ``<out_dir>/<video stem>_sample_<k>.{wav,npy,png,mp4}`` (no .mp4 without ``write_mp4``).
+        kwargs: as :meth:`compute`. Returns the :class:`~specvqgan.outputs.GenerationResult` (paths + sound)."""
+        return write_sound(self.compute(video, **kwargs), out_dir, mp4=write_mp4)
 
 
 @dataclass
@@ -297,55 +308,3 @@ class Plan:
     n_frames: int
     total_cols: int
     feats: Optional[np.ndarray]
-
-
-# ----------------------------------------------------------------------------- outputs
-OUTPUT_SUFFIXES = (".wav", ".npy", ".png", ".mp4")
-
-
-def output_paths(video: str | Path, out_dir: str | Path, k: int) -> list:
-    """``<out_dir>/<video stem>_sample_<k>`` + ``.wav``, ``.npy``, ``.png``, ``.mp4`` (in that order)."""
-    return [Path(out_dir) / f"{Path(video).stem}_sample_{k}{ext}" for ext in OUTPUT_SUFFIXES]
-
-
-def mel_png(mel: np.ndarray, scale: int = 2) -> bytes:
-    """A mel (80, T) in [0, 1] as a colour PNG (magma map, low frequencies at the bottom, each bin
-    ``scale`` pixels high): the encoded bytes."""
-    import cv2
-
-    img = (np.clip(mel[::-1], 0, 1) * 255).round().astype(np.uint8)
-    img = cv2.applyColorMap(np.repeat(img, scale, axis=0), cv2.COLORMAP_MAGMA)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the spectrogram PNG")
-    return buf.tobytes()
-
-
-def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bool = False) -> None:
-    """``out`` (.mp4) = the first video stream of ``video`` (copied; re-encoded to H.264 if the mp4
-    container refuses its codec) + ``wav`` as AAC, ``duration`` seconds long. ``loop_video``: repeat
-    the video when the sound is longer than it."""
-    from feature_extraction.media import MediaError, input_args, run_ffmpeg
-
-    src = [*input_args(video, loop_video), "-i", str(Path(wav).resolve())]
-    tail = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-t", f"{duration:.6f}",
-            "-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
-    try:
-        run_ffmpeg([*src, "-c:v", "copy", *tail], video)
-    except MediaError:
-        log.info("%s: video stream not copyable into mp4, re-encoding it (H.264)", video)
-        run_ffmpeg([*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", *tail], video)
-
-
-def _write_outputs(paths, video: Path, mel: np.ndarray, wav: np.ndarray, write_mp4: bool,
-                   loop_video: bool) -> None:
-    """Write ``.wav``, ``.npy``, ``.png`` (and ``.mp4``) for one sample, each atomically."""
-    from specvqgan.dataset_sampling import save_mel_atomic
-    from specvqgan.files import atomic_write
-
-    wav_path, mel_path, png_path, mp4_path = paths
-    atomic_write(wav_path, lambda p: save_audio(p, wav, SR))
-    save_mel_atomic(mel_path, mel.astype(np.float32))
-    atomic_write(png_path, lambda p: p.write_bytes(mel_png(mel)))
-    if write_mp4:
-        atomic_write(mp4_path, lambda p: mux_audio(video, wav_path, p, len(wav) / SR, loop_video))

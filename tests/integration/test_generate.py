@@ -19,7 +19,9 @@ from feature_extraction.media import MediaError, probe, write_mp4
 from specvqgan.audio import HOP, SR
 from specvqgan.config import instantiate_from_config
 from specvqgan.checkpoint import export as export_checkpoint
+from specvqgan.outputs import write_sound
 from specvqgan.pipeline import GenerationError, VideoToSound
+from specvqgan.video_condition import window_features
 from vocoder.modules import Generator
 
 FPS = 25
@@ -125,6 +127,45 @@ def test_two_second_video_outputs_and_seeds(setup, tmp_path):
     assert not np.array_equal(other.mels[0], res.mels[0])
     assert not np.array_equal(noise.mels[0], res.mels[0])
     assert again.mp4_paths == [] and not (tmp_path / "b" / "v2_sample_0.mp4").exists()
+
+
+def test_compute_returns_the_sound_and_writes_nothing(setup, tmp_path, monkeypatch):
+    """``compute`` gives the documented arrays and touches no file; ``write_sound`` then writes what
+    ``generate`` writes (the same names and the same wav / npy / png bytes)."""
+    d, pipe = setup
+    monkeypatch.chdir(tmp_path)
+    inputs = sorted(p.name for p in d.iterdir())
+    sound = pipe.compute(d / "v2.mp4", samples=2, seed=3)
+    assert not list(tmp_path.iterdir()) and sorted(p.name for p in d.iterdir()) == inputs
+    n_frames = int(2.0 * SR) // HOP
+    assert sound.mels.shape == (2, 80, n_frames) and sound.mels.dtype == np.float32
+    assert 0 <= sound.mels.min() and sound.mels.max() <= 1
+    assert sound.wavs.shape == (2, n_frames * HOP) and sound.wavs.dtype == np.float32
+    cols = -(-n_frames // 16)           # 11 > W = 10: the sliding window's last column
+    assert sound.total_cols == cols and sound.tokens.shape == (2, pipe.H * cols)
+    assert sound.tokens.dtype == np.int64 and sound.sample_rate == SR
+    assert sound.duration == pytest.approx(n_frames * HOP / SR) and sound.video == d / "v2.mp4"
+    assert sound.video_seconds == pytest.approx(2.0, abs=0.05) and not sound.loop_video
+    assert sound.features.shape == (max(43, pipe.spec.rows_needed(cols, pipe.W)), pipe.spec.feat_depth)
+    assert sound.class_id is None and not sound.random_features
+    np.testing.assert_array_equal(pipe.condition(pipe.prepare(d / "v2.mp4"), 0)[0].numpy(),
+                                  window_features(sound.features, pipe.spec, 0).T)  # the condition used
+    assert list(sound.seconds) == ["features", "sampling", "vocoder"]
+    e_dim = pipe.model.first_stage_model.quantize.embedding.weight.shape[1]
+    with torch.inference_mode():    # the tokens are the ones behind the mels
+        mel = pipe.model.decode_to_img(torch.from_numpy(sound.tokens), (2, e_dim, pipe.H, cols))
+    np.testing.assert_allclose(((mel[:, 0, :, :n_frames] + 1) / 2).clamp(0, 1).numpy(), sound.mels, atol=1e-6)
+
+    res = write_sound(sound, tmp_path / "w")
+    ref = pipe.generate(d / "v2.mp4", tmp_path / "g", samples=2, seed=3)
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert [p.name for p in res.mp4_paths] == ["v2_sample_0.mp4", "v2_sample_1.mp4"]
+    for mine, theirs in zip(res.wav_paths + res.mel_paths + res.png_paths, ref.wav_paths + ref.mel_paths + ref.png_paths):
+        assert mine.parent == tmp_path / "w" and mine.name == theirs.name
+        assert mine.read_bytes() == theirs.read_bytes()
+    assert _streams(res.mp4_paths[1]) == pytest.approx(_streams(ref.mp4_paths[1]))
+    assert list(res.seconds) == ["features", "sampling", "vocoder", "writing"] and res.sound is sound
+    np.testing.assert_array_equal(res.wavs[1], sound.wavs[1])
 
 
 def test_long_and_short_videos(setup, tmp_path):
