@@ -13,7 +13,7 @@ Rows (CPU; CUDA rows for the eager module when a GPU is present):
   fast fp32 no Winograd   the same with direct k3 convs everywhere;
   fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed);
   fast int8      ``precision="int8"`` (explicit opt-in, CPU): int8 GEMMs (oneDNN qlinear, AVX512-VNNI) with
-                 uint8 activations quantized per chunk (C kernels ``vocoder/csrc/quant.cpp``); not exact;
+                 uint8 activations quantized per chunk (C kernels ``vocoder/csrc/melgan.cpp``); not exact;
   compile fp32   ``torch.compile`` of the folded module (``--compile``; compile time printed).
 Each figure is the median of ``--repeats`` timed runs after a warm-up, the variants interleaved run by run
 (so machine load hits them alike); ``min`` is the fastest run. ``max|diff|`` and SNR are against the

@@ -149,7 +149,7 @@ class MelGANVocoder:
         device: where to run. precision: ``"fp32"`` (matches the reference ~1e-6), ``"bf16"``
             (~2x faster on CPUs with AVX512-BF16/AMX; not exact: max abs error ~1e-3 on random weights,
             1e-2 on the golden weights and mel) or ``"int8"`` (CPU fast backend only: int8 GEMMs with
-            per-chunk activation scales for the wide stages, bf16 elsewhere; see :mod:`vocoder.fast`
+            per-chunk activation scales for the wide stages, bf16 elsewhere; see docs/vocoder.md
             for its speed and error).
         chunk_frames: vocode inputs longer than this in overlapping chunks (exact: each chunk carries
             ``CONTEXT_FRAMES`` of context on both sides, more than the generator's receptive field);

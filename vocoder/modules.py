@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["WNConv1d", "WNConvTranspose1d", "ResnetBlock", "Generator", "NLayerDiscriminator",
-           "Discriminator", "remove_weight_norm"]
+__all__ = ["LRELU_SLOPE", "WNConv1d", "WNConvTranspose1d", "ResnetBlock", "Generator", "NLayerDiscriminator",
+           "Discriminator", "remove_weight_norm", "folded_weight"]
+
+LRELU_SLOPE = 0.2  # every LeakyReLU of the generator and the discriminator
 
 
 def _norm_dim0(v: torch.Tensor) -> torch.Tensor:
@@ -31,10 +33,14 @@ class _WeightNormMixin:
     """Replace ``weight`` by ``weight_g`` (C0, 1, 1) and ``weight_v`` (weight shape), w = g v / ||v||.
 
     Matches ``torch.nn.utils.weight_norm(module, dim=0)``: same parameter names, same order in
-    ``state_dict()`` (``bias``, ``weight_g``, ``weight_v``) and g initialised to ||v||.
+    ``state_dict()`` (``bias``, ``weight_g``, ``weight_v``) and g initialised to ||v||. Mixed in before
+    the plain conv class ``_plain``, whose constructor arguments it takes.
     """
 
-    def _init_weight_norm(self) -> None:
+    _plain: type
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         weight = self.weight.detach()
         del self.weight
         self.weight_g = nn.Parameter(_norm_dim0(weight))
@@ -43,51 +49,44 @@ class _WeightNormMixin:
     def normalized_weight(self) -> torch.Tensor:
         return self.weight_v * (self.weight_g / _norm_dim0(self.weight_v))
 
-
-class WNConv1d(_WeightNormMixin, nn.Conv1d):
-    """``nn.Conv1d`` with weight normalisation. x (B, C_in, L) -> (B, C_out, L')."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_weight_norm()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.normalized_weight(), self.bias)
-
-    def to_plain(self) -> nn.Conv1d:
-        """An equivalent ``nn.Conv1d`` holding the folded weight g v / ||v|| (for inference)."""
-        conv = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                         self.padding, self.dilation, self.groups, self.bias is not None,
-                         self.padding_mode, device=self.weight_v.device, dtype=self.weight_v.dtype)
+    def to_plain(self) -> nn.Module:
+        """An equivalent plain conv (``_plain``) holding the folded weight g v / ||v|| (for inference)."""
+        extra = {"output_padding": self.output_padding} if self._plain is nn.ConvTranspose1d else {}
+        conv = self._plain(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                           padding=self.padding, dilation=self.dilation, groups=self.groups,
+                           bias=self.bias is not None, padding_mode=self.padding_mode,
+                           device=self.weight_v.device, dtype=self.weight_v.dtype, **extra)
         with torch.no_grad():
             conv.weight.copy_(self.normalized_weight())
             if self.bias is not None:
                 conv.bias.copy_(self.bias)
         return conv
+
+
+class WNConv1d(_WeightNormMixin, nn.Conv1d):
+    """``nn.Conv1d`` with weight normalisation. x (B, C_in, L) -> (B, C_out, L')."""
+
+    _plain = nn.Conv1d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
 class WNConvTranspose1d(_WeightNormMixin, nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` with weight normalisation (g has shape (C_in, 1, 1), as in the reference)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_weight_norm()
+    _plain = nn.ConvTranspose1d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(x, self.normalized_weight(), self.bias, self.stride, self.padding,
                                   self.output_padding, self.groups, self.dilation)
 
-    def to_plain(self) -> nn.ConvTranspose1d:
-        """An equivalent ``nn.ConvTranspose1d`` with the folded weight (for inference)."""
-        conv = nn.ConvTranspose1d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                                  self.padding, self.output_padding, self.groups,
-                                  self.bias is not None, self.dilation,
-                                  device=self.weight_v.device, dtype=self.weight_v.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(self.normalized_weight())
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+
+def folded_weight(conv: nn.Module) -> torch.Tensor:
+    """The weight a (WN) conv applies, detached: g v / ||v|| for weight-norm convs, else ``conv.weight``."""
+    if isinstance(conv, _WeightNormMixin):
+        return conv.normalized_weight().detach()
+    return conv.weight.detach()
 
 
 def remove_weight_norm(module: nn.Module) -> nn.Module:
@@ -112,10 +111,10 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int, dilation: int = 1):
         super().__init__()
         self.block = nn.Sequential(
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(LRELU_SLOPE),
             nn.ReflectionPad1d(dilation),
             WNConv1d(dim, dim, kernel_size=3, dilation=dilation),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(LRELU_SLOPE),
             WNConv1d(dim, dim, kernel_size=1),
         )
         self.shortcut = WNConv1d(dim, dim, kernel_size=1)
@@ -149,14 +148,14 @@ class Generator(nn.Module):
         ]
         for r in ratios:
             layers += [
-                nn.LeakyReLU(0.2),
+                nn.LeakyReLU(LRELU_SLOPE),
                 WNConvTranspose1d(mult * ngf, mult * ngf // 2, kernel_size=2 * r, stride=r,
                                   padding=r // 2 + r % 2, output_padding=r % 2),
             ]
             layers += [ResnetBlock(mult * ngf // 2, dilation=3 ** j) for j in range(n_residual_layers)]
             mult //= 2
         layers += [
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(LRELU_SLOPE),
             nn.ReflectionPad1d(3),
             WNConv1d(ngf, 1, kernel_size=7, padding=0),
             nn.Tanh(),
@@ -192,7 +191,7 @@ class NLayerDiscriminator(nn.Module):
         model["layer_0"] = nn.Sequential(
             nn.ReflectionPad1d(7),
             WNConv1d(1, ndf, kernel_size=15),
-            nn.LeakyReLU(0.2, True),
+            nn.LeakyReLU(LRELU_SLOPE, True),
         )
         nf, stride = ndf, downsampling_factor
         nf_prev = nf
@@ -201,12 +200,12 @@ class NLayerDiscriminator(nn.Module):
             model[f"layer_{n}"] = nn.Sequential(
                 WNConv1d(nf_prev, nf, kernel_size=stride * 10 + 1, stride=stride,
                          padding=stride * 5, groups=max(nf_prev // 4, 1)),
-                nn.LeakyReLU(0.2, True),
+                nn.LeakyReLU(LRELU_SLOPE, True),
             )
         nf_out = min(nf * 2, 1024)
         model[f"layer_{n_layers + 1}"] = nn.Sequential(
             WNConv1d(nf, nf_out, kernel_size=5, stride=1, padding=2),
-            nn.LeakyReLU(0.2, True),
+            nn.LeakyReLU(LRELU_SLOPE, True),
         )
         model[f"layer_{n_layers + 2}"] = WNConv1d(nf_out, 1, kernel_size=3, stride=1, padding=1)
         self.model = model

@@ -1,16 +1,18 @@
 """FastGenerator int8 (explicit opt-in): shapes, bounded error vs fp32 (random and golden weights), the C
-quantization kernels (vocoder/csrc/quant.cpp) against the pure-torch fallback, MelGANVocoder(precision="int8")."""
+quantization kernels (vocoder/csrc/melgan.cpp) against the pure-torch fallback, MelGANVocoder(precision="int8")."""
 import pytest
 import torch
 
-from vocoder import fast
+from vocoder import fast_int8 as q
+from vocoder.fast_native import load_kernels
+from vocoder.fast_ops import SLOPE, lrelu_window
 from vocoder.fast import FastGenerator
 from vocoder.inference import MelGANVocoder
 from vocoder.modules import Generator
 
 from melgan_golden import golden_state_dict
 
-pytestmark = pytest.mark.skipif(not fast._HAS_QLINEAR, reason="this torch build has no oneDNN qlinear ops")
+pytestmark = pytest.mark.skipif(not q.HAS_QLINEAR, reason="this torch build has no oneDNN qlinear ops")
 
 
 def _module_output(gen: Generator, mel: torch.Tensor) -> torch.Tensor:
@@ -23,7 +25,7 @@ def _snr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def _lib():
-    lib = fast._quant_lib()
+    lib = load_kernels()
     if lib is None:
         pytest.skip("no C++ compiler: the int8 path runs its pure-torch fallback")
     return lib
@@ -79,24 +81,24 @@ def test_quant_block_input_kernel(lo, hi, pad, zero_pad):
     win = torch.empty(m + 2 * pad, c, dtype=torch.uint8)
     cols, xq = torch.empty(m, 3 * c, dtype=torch.uint8), torch.empty(m, c, dtype=torch.uint8)
     params = torch.empty(4)
-    assert lib.quant_block_input(x.data_ptr(), c, start, n, lo, hi, pad, zero_pad, fast.SLOPE, win.data_ptr(),
+    assert lib.quant_block_input(x.data_ptr(), c, start, n, lo, hi, pad, zero_pad, SLOPE, win.data_ptr(),
                                  cols.data_ptr(), xq.data_ptr(), params.data_ptr()) == 0
     w_lo, w_hi = max(lo - pad, 0), min(hi + pad, n)
-    lo_x, hi_x = fast._minmax(x[w_lo:w_hi])
-    sp, zpp = fast._qparams(fast._lrelu_f(lo_x), fast._lrelu_f(hi_x))
-    sx, zpx = fast._qparams(lo_x, hi_x)
+    lo_x, hi_x = q.minmax(x[w_lo:w_hi])
+    sp, zpp = q.qparams(q.lrelu_f(lo_x), q.lrelu_f(hi_x))
+    sx, zpx = q.qparams(lo_x, hi_x)
     torch.testing.assert_close(params, torch.tensor([sp, zpp, sx, zpx]))
-    ref_win = fast._quantize(fast._lrelu_window(x, 0, n, lo, hi, pad, zero_pad=bool(zero_pad)), fast._lrelu_f(lo_x),
-                             fast._lrelu_f(hi_x)).u8
+    ref_win = q.quantize(lrelu_window(x, 0, n, lo, hi, pad, zero_pad=bool(zero_pad)), q.lrelu_f(lo_x),
+                             q.lrelu_f(hi_x)).u8
     assert (win.int() - ref_win.int()).abs().max() <= 1
     torch.testing.assert_close(cols, torch.cat([win[:m], win[pad:pad + m], win[2 * pad:]], 1))
-    assert (xq.int() - fast._quantize(x[lo:hi], lo_x, hi_x).u8.int()).abs().max() <= 1
+    assert (xq.int() - q.quantize(x[lo:hi], lo_x, hi_x).u8.int()).abs().max() <= 1
 
 
 def test_quant_block_input_too_short():
     lib = _lib()
     x, out = torch.randn(3, 4), torch.empty(64, dtype=torch.uint8)
-    assert lib.quant_block_input(x.data_ptr(), 4, 0, 3, 0, 3, 3, 0, fast.SLOPE, out.data_ptr(), None, None,
+    assert lib.quant_block_input(x.data_ptr(), 4, 0, 3, 0, 3, 3, 0, SLOPE, out.data_ptr(), None, None,
                                  torch.empty(4).data_ptr()) == 1
 
 

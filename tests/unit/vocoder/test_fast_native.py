@@ -3,14 +3,15 @@ last conv) against the pure-torch path of FastGenerator (native=False) and the G
 import pytest
 import torch
 
-from vocoder import fast
+from vocoder.fast_native import load_kernels
+from vocoder.fast_ops import SLOPE, lrelu_window
 from vocoder.fast import FastGenerator
 from vocoder.modules import Generator
 
 
 @pytest.fixture(scope="module")
 def lib():
-    lib = fast._quant_lib()
+    lib = load_kernels()
     if lib is None:
         pytest.skip("no C++ compiler: FastGenerator runs its pure-torch path")
     return lib
@@ -42,12 +43,12 @@ def test_post_conv_kernel(lib, bf16):
     x = torch.randn(n, c).to(torch.bfloat16 if bf16 else torch.float32)
     w, bias = torch.randn(c, k), 0.3
     out = torch.empty(n)
-    assert lib.post_conv(x.data_ptr(), bf16, n, c, w.data_ptr(), k, bias, fast.SLOPE, out.data_ptr()) == 0
-    p = torch.nn.functional.pad(torch.nn.functional.leaky_relu(x.float().t()[None], fast.SLOPE), (3, 3),
+    assert lib.post_conv(x.data_ptr(), bf16, n, c, w.data_ptr(), k, bias, SLOPE, out.data_ptr()) == 0
+    p = torch.nn.functional.pad(torch.nn.functional.leaky_relu(x.float().t()[None], SLOPE), (3, 3),
                                 mode="reflect")
     ref = torch.nn.functional.conv1d(p, w[None], torch.tensor([bias]))[0, 0]
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    assert lib.post_conv(x.data_ptr(), bf16, 3, c, w.data_ptr(), k, bias, fast.SLOPE, out.data_ptr()) == 1
+    assert lib.post_conv(x.data_ptr(), bf16, 3, c, w.data_ptr(), k, bias, SLOPE, out.data_ptr()) == 1
 
 
 @pytest.mark.parametrize("zero_pad,extra", [(0, 0), (1, 0), (0, 5)])
@@ -57,6 +58,6 @@ def test_lrelu_window_kernel(lib, zero_pad, extra):
     for dtype in (torch.float32, torch.bfloat16):
         xd = x.to(dtype)
         for lo, hi, pad in ((0, 30, 9), (10, 12, 3), (25, 30, 1)):
-            a = fast._lrelu_window(xd, 0, 30, lo, hi, pad, extra=extra, zero_pad=bool(zero_pad), lib=lib)
-            b = fast._lrelu_window(xd, 0, 30, lo, hi, pad, extra=extra, zero_pad=bool(zero_pad))
+            a = lrelu_window(xd, 0, 30, lo, hi, pad, extra=extra, zero_pad=bool(zero_pad), lib=lib)
+            b = lrelu_window(xd, 0, 30, lo, hi, pad, extra=extra, zero_pad=bool(zero_pad))
             assert a.dtype == dtype and torch.equal(a, b)
