@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluation.melception import Melception
+from specvqgan.modules.classifiers.melception import Melception
 from specvqgan.checks import require_finite
 from specvqgan.data.transforms import crop_start
 from specvqgan.files import atomic_write

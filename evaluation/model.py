@@ -1,7 +1,7 @@
 """Training Melception, the classifier behind FID/KID/IS/MKL (paper section 5: InceptionV3 trained
 on VGGSound mels, Adam 3e-4, batch 48, early stopping on the validation loss).
 
-`MelceptionClassifier` wraps :class:`evaluation.melception.Melception` (keys ``model.*``, so
+`MelceptionClassifier` wraps :class:`specvqgan.modules.classifiers.melception.Melception` (keys ``model.*``, so
 ``model.<reference key>``) and keeps the per-mel-bin standardization stats of its training split as
 buffers ``train_means``/``train_stds`` (F,) (:class:`specvqgan.models.mel_stats.MelStatsMixin`), so the checkpoint is all :func:`evaluation.features.
 load_melception` needs. The stats are computed at the start of fit from the training dataset (as the
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.features import export_reference_checkpoint
-from evaluation.melception import Melception
+from specvqgan.modules.classifiers.melception import Melception
 from specvqgan.models.base import BaseModel
 from specvqgan.models.mel_stats import MelClassifierMixin
 

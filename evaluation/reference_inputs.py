@@ -3,6 +3,8 @@ github.com/v-iashin/SpecVQGAN), without torchvision or albumentations.
 
 Reference path -> class here (see ``specvqgan/reference_targets.yaml``):
 
+* ``evaluation.feature_extractors.melception.Melception`` -> :class:`MelceptionExtractor`: the network
+  (:class:`specvqgan.modules.classifiers.melception.Melception`) with its weights read by path.
 * ``evaluation.datasets.fakes.FakesFolder`` -> :class:`FakesFolder`: the generated ``.npy`` mels under
   ``root`` as items ``{'file_path_': path, 'image': (F, T) mel in [0, 1]}``.
 * ``evaluation.datasets.transforms.{FromMinusOneOneToZeroOne, GetInputFromBatchByKey, ToFloat32,
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-from evaluation.features import DEFAULT_STATS_PATH, load_stats
+from evaluation.features import DEFAULT_STATS_PATH, load_stats, read_melception_checkpoint
 from specvqgan.data.transforms import crop_start
+from specvqgan.modules.classifiers.melception import Melception
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +137,35 @@ class StandardNormalizeAudio:
             item[key] = self._norm(item[key])
             return item
         return self._norm(item)
+
+
+class MelceptionExtractor(Melception):
+    """The reference constructor ``evaluation.feature_extractors.melception.Melception(num_classes,
+    features_list, feature_extractor_weights_path)``, so that reference eval configs instantiate.
+
+    Loads ``{'model': state_dict}`` (strict), freezes the weights and returns a tuple of the features
+    named in ``features_list`` (``'2048'``, ``'logits_unbiased'``, ``'logits'``) from ``forward``.
+    """
+
+    _NAMES = {"2048": "pool", "logits_unbiased": "logits_unbiased", "logits": "logits"}
+
+    def __init__(self, num_classes: int = 309, features_list=("logits_unbiased", "2048", "logits"),
+                 feature_extractor_weights_path: str | None = None) -> None:
+        super().__init__(num_classes=num_classes, aux_logits=True, init_weights=False)
+        unknown = [f for f in features_list if f not in self._NAMES]
+        if unknown:
+            raise ValueError(f"features_list: unknown feature(s) {unknown}; known: {list(self._NAMES)}")
+        self.features_list = list(features_list)
+        if feature_extractor_weights_path is not None:
+            state_dict, _, _ = read_melception_checkpoint(feature_extractor_weights_path)
+            self.load_state_dict(state_dict, strict=True)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor):
+        feats = self.features(x)
+        return tuple(feats[self._NAMES[f]] for f in self.features_list)
+
+    def convert_features_tuple_to_dict(self, features) -> Dict[str, torch.Tensor]:
+        """Tuple from ``forward`` -> {name in features_list: tensor} (reference API)."""
+        return dict(zip(self.features_list, features))

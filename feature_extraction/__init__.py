@@ -5,11 +5,8 @@
 * :mod:`feature_extraction.extract` - folder -> ``audio_*``/``melspec_*``/``feature_*`` in the reference
   layout, with workers, skip-existing and a failure list.
 * :mod:`feature_extraction.toy_features` - the colour-grid visual feature for the toy dataset only.
-* :mod:`feature_extraction.resnet50`, :mod:`feature_extraction.bn_inception` - the paper's pretrained
-  networks (torchvision / TSN state-dict layouts, weights by path); :mod:`feature_extraction.flow` - TV-L1 /
-  Farneback flow images; :mod:`feature_extraction.visual` - batched extractors plugged into ``--feature``.
+* :mod:`feature_extraction.weights` - the weight files (torchvision / TSN state-dict layouts, by path) of
+  the paper's pretrained networks, which live in :mod:`specvqgan.modules.visual`;
+  :mod:`feature_extraction.flow` - TV-L1 / Farneback flow images; :mod:`feature_extraction.visual` -
+  batched extractors plugged into ``--feature``.
 """
-from feature_extraction.bn_inception import BNInception
-from feature_extraction.resnet50 import ResNet50
-
-__all__ = ["BNInception", "ResNet50"]

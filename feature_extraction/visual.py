@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from feature_extraction.bn_inception import BGR_MEAN, FLOW_MEAN, load_bninception
 from feature_extraction.flow import METHODS, flow_images, flow_rows, row_pairs
-from feature_extraction.resnet50 import load_resnet50
+from feature_extraction.weights import load_bninception, load_resnet50
+from specvqgan.modules.visual.bn_inception import BGR_MEAN, FLOW_MEAN
 
 log = logging.getLogger(__name__)
 

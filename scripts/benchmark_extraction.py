@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from feature_extraction.bn_inception import load_bninception
+from feature_extraction.weights import load_bninception
 from feature_extraction.flow import flow_images
 from feature_extraction.visual import BNInceptionFeatures, ResNet50Features
 

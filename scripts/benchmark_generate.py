@@ -45,7 +45,7 @@ def build_release(workdir: Path) -> tuple[Path, Path]:
     import torch
     from omegaconf import OmegaConf
 
-    from feature_extraction.resnet50 import load_resnet50
+    from feature_extraction.weights import load_resnet50
     from specvqgan.config import instantiate_from_config, load_config
 
     run = workdir / RUN

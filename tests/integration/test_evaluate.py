@@ -11,7 +11,7 @@ import torch
 
 from evaluation.evaluate import evaluate
 from evaluation.features import export_reference_checkpoint, load_stats
-from evaluation.melception import Melception
+from specvqgan.modules.classifiers.melception import Melception
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("bell", "drum")

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 import specvqgan.releases as releases
 from feature_extraction.media import probe, write_mp4
-from feature_extraction.resnet50 import ResNet50
+from specvqgan.modules.visual.resnet50 import ResNet50
 from specvqgan.audio import SR
 from specvqgan.config import instantiate_from_config
 from specvqgan.pretrained import resolve_model

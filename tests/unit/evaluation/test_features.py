@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from evaluation import features as F
-from evaluation.melception import Melception
+from specvqgan.modules.classifiers.melception import Melception
 from specvqgan.data.transforms import crop_start
 
 CLIPS = ("-1pRmoJIGQc_10000_20000", "3HgbEKrbA9s_54000_64000")

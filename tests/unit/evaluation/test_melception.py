@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from evaluation.features import read_melception_checkpoint
-from evaluation.melception import Melception, MelceptionExtractor
+from evaluation.reference_inputs import MelceptionExtractor
+from specvqgan.modules.classifiers.melception import Melception
 from melception_recipe import recipe_state_dict
 
 

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-import feature_extraction
-from feature_extraction.bn_inception import BNInception, flow_first_conv, load_bninception
+from feature_extraction.weights import flow_first_conv, load_bninception
+from specvqgan.modules.visual.bn_inception import BNInception
+from specvqgan.modules.visual.resnet50 import ResNet50
 
 # Convolutions of tsn-pytorch's bn_inception.yaml, in order: name, out, in, kernel (each has a bias and a
 # `<name>_bn` BatchNorm). Modules: 1x1 | 3x3_reduce, 3x3 | double_3x3_reduce, _1, _2 | pool_proj.
@@ -35,7 +36,7 @@ def expected_keys(in_channels=3):
 def test_state_dict_matches_the_yaml_layout():
     assert len(YAML_CONVS) == 69
     for c in (3, 2):
-        sd = feature_extraction.BNInception(in_channels=c).state_dict()
+        sd = BNInception(in_channels=c).state_dict()
         assert {k: tuple(v.shape) for k, v in sd.items()} == expected_keys(c)
     n_params = sum(co * ci * k * k + co + 2 * co for _, co, ci, k in YAML_CONVS) + 1024 * 1000 + 1000
     assert sum(p.numel() for p in BNInception().parameters()) == n_params == 11_295_240
@@ -109,6 +110,6 @@ def test_feature_map_shapes_and_pooling():
 
 
 def test_wrong_file_is_reported(tmp_path):
-    torch.save(feature_extraction.ResNet50().state_dict(), tmp_path / "resnet50.pth")
+    torch.save(ResNet50().state_dict(), tmp_path / "resnet50.pth")
     with pytest.raises(ValueError, match=r"resnet50\.pth: not a BN-Inception .*missing keys"):
         load_bninception(tmp_path / "resnet50.pth")

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-import feature_extraction
-from feature_extraction.resnet50 import ResNet50, load_resnet50
+from feature_extraction.weights import load_resnet50
+from specvqgan.modules.visual.resnet50 import ResNet50
 
 
 def torchvision_resnet50_keys() -> dict[str, tuple]:
@@ -30,7 +30,7 @@ def torchvision_resnet50_keys() -> dict[str, tuple]:
 
 def test_state_dict_equals_torchvision_layout():
     expected = torchvision_resnet50_keys()
-    sd = feature_extraction.ResNet50().state_dict()
+    sd = ResNet50().state_dict()
     assert len(expected) == 320
     assert list(sd) == list(expected)                       # same keys, same order
     assert {k: tuple(v.shape) for k, v in sd.items()} == expected

@@ -96,7 +96,7 @@ def test_bninception_rgb_flow_in_reference_layout(videos, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_resnet50_cli_with_weights_file_and_video_list(videos, tmp_path, capsys):
-    from feature_extraction.resnet50 import ResNet50
+    from specvqgan.modules.visual.resnet50 import ResNet50
 
     torch.save(ResNet50(seed=1).state_dict(), tmp_path / "resnet50.pth")
     (tmp_path / "list.txt").write_text("dog/video_02754\n# comment\ndog/absent\n")

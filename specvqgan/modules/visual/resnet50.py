@@ -6,7 +6,7 @@ of an ImageNet ResNet-50 (torchvision ``resnet50(pretrained=True)`` with ``fc = 
 :meth:`ResNet50.state_dict` has exactly torchvision's 320 keys and shapes (``conv1``, ``bn1``,
 ``layer1..4.<i>.{conv,bn}{1,2,3}``, ``layer<k>.0.downsample.{0,1}``, ``fc``), so the official ImageNet
 file (``resnet50-19c8e357.pth`` or ``resnet50-0676ba61.pth``) loads with ``strict=True`` by path
-(:func:`load_resnet50`); nothing is ever downloaded.
+(:func:`feature_extraction.weights.load_resnet50`); nothing is ever downloaded.
 
 ``fc`` is kept (1000-way ImageNet classifier) so the official file loads unchanged; :meth:`ResNet50.forward`
 returns its logits like torchvision, :meth:`ResNet50.features` returns the 2048-d pooled vector that the
@@ -14,12 +14,8 @@ extractor stores (the reference's ``fc = Identity`` output).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
-
-from specvqgan.checkpoint import read
 
 BLOCKS = (3, 4, 6, 3)     # bottlenecks per stage (ResNet-50)
 WIDTHS = (64, 128, 256, 512)
@@ -106,46 +102,3 @@ class ResNet50(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, num_classes) logits (torchvision's ``resnet50`` forward)."""
         return self.fc(self.features(x))
-
-
-def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
-    """Plain state dict from a file holding one, or ``{'state_dict'|'model': ...}``; drops ``module.``."""
-    if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path}: not a state dict (got {type(obj).__name__})")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A weight file's state dict (``specvqgan.checkpoint.read``: tensors and allowed globals only);
-    clear errors for a missing/unreadable file."""
-    return _unwrap_state_dict(read(path, what="torch weight file"), path)
-
-
-def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
-    """``model.load_state_dict(sd, strict=True)`` with an error naming the file and the key problems."""
-    own = model.state_dict()
-    # files from torch < 0.4 (the TSN release) have no BN num_batches_tracked; torch fills it in
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        more = lambda keys: f"{keys[:5]}{'...' if len(keys) > 5 else ''}"  # noqa: E731
-        raise ValueError(f"{path}: not a {what} state dict (missing keys {more(missing)}, "
-                         f"unexpected keys {more(unexpected)})")
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:    # shape mismatches
-        raise ValueError(f"{path}: not a {what} state dict ({' '.join(str(err).split())})") from err
-
-
-def load_resnet50(path: str | Path | None = None, seed: int = 0) -> ResNet50:
-    """ResNet-50 in eval mode with the torchvision ImageNet weights at ``path`` (strict), or random
-    weights drawn from ``seed`` when ``path`` is None."""
-    model = ResNet50(seed=None if path is not None else seed)
-    if path is not None:
-        load_strict(model, load_state_dict_file(path), path, "torchvision resnet50")
-    return model.eval()

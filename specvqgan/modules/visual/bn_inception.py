@@ -11,7 +11,7 @@ Module names follow the Caffe prototxt that tsn-pytorch builds from ``bn_incepti
 ``pretrainedmodels.bninception`` writes out (``conv1_7x7_s2``, ``conv1_7x7_s2_bn``, ``inception_3a_1x1``,
 ``inception_3a_double_3x3_2_bn``, ``inception_5b_pool_proj``, ..., ``last_linear``): every convolution
 has a bias, every BN is a standard ``BatchNorm2d`` (eps 1e-5), all poolings use Caffe's ``ceil_mode``.
-:func:`load_bninception_state_dict` reads either release: the TSN file stores BN tensors as ``(1, C)`` and
+:func:`feature_extraction.weights.load_bninception_state_dict` reads either release: the TSN file stores BN tensors as ``(1, C)`` and
 names the classifier ``fc`` (converted here), Cadene's file already matches; ``module.``/``base_model.``
 prefixes of TSN training checkpoints are dropped.
 
@@ -21,13 +21,9 @@ Input (both releases, Caffe convention): **BGR** in [0, 255] minus ``[104, 117, 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from feature_extraction.resnet50 import load_state_dict_file, load_strict
 
 FEAT_DIM = 1024
 BGR_MEAN = (104.0, 117.0, 128.0)     # TSN input_mean for BNInception (RGB modality), channel order B, G, R
@@ -122,50 +118,3 @@ class BNInception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) -> (B, num_classes) logits."""
         return self.last_linear(self.features(x))
-
-
-def _tsn_to_ours(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """TSN / Cadene layouts -> our keys: drop ``module.``/``base_model.``, ``fc.`` -> ``last_linear.``,
-    ``(1, C)`` BN tensors -> ``(C,)``; keep only tensors (no TSN ``new_fc``/consensus entries)."""
-    out = {}
-    for k, v in sd.items():
-        k = k.removeprefix("module.").removeprefix("base_model.")
-        if k.startswith("new_fc.") or k.startswith("consensus"):
-            continue
-        if k.startswith("fc."):
-            k = "last_linear." + k[len("fc."):]
-        if "_bn." in k and v.dim() == 2 and v.shape[0] == 1:
-            v = v.squeeze(0)
-        out[k] = v
-    return out
-
-
-def flow_first_conv(weight: torch.Tensor, in_channels: int = 2) -> torch.Tensor:
-    """TSN ``_construct_flow_model``: (64, 3, 7, 7) RGB kernel -> (64, in_channels, 7, 7), every input
-    channel = the mean over the RGB channels."""
-    return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1).contiguous()
-
-
-def load_bninception_state_dict(path: str | Path, in_channels: int = 3) -> dict[str, torch.Tensor]:
-    """Read a BN-Inception weight file (TSN ``bn_inception-9f5701afb96c8044.pth``, Cadene's
-    ``bn_inception-52deb4733.pth`` or our own) into our key layout; for ``in_channels != 3`` an RGB first
-    convolution is converted with :func:`flow_first_conv` (a file trained on flow is used as is)."""
-    sd = _tsn_to_ours(load_state_dict_file(path))
-    w = sd.get("conv1_7x7_s2.weight")
-    if w is not None and w.shape[1] == 3 and in_channels != 3:
-        sd["conv1_7x7_s2.weight"] = flow_first_conv(w, in_channels)
-    return sd
-
-
-def load_bninception(path: str | Path | None = None, in_channels: int = 3, seed: int = 0) -> BNInception:
-    """BN-Inception in eval mode with the weights at ``path`` (strict, after the layout conversion), or
-    random weights drawn from ``seed``. For ``in_channels=2`` (flow) the first convolution of the RGB
-    weights (random ones too) is averaged with :func:`flow_first_conv`, as TSN does."""
-    if path is not None:
-        sd, what = load_bninception_state_dict(path, in_channels), f"BN-Inception ({in_channels}-channel)"
-    else:
-        sd, what = BNInception(in_channels=3, seed=seed).state_dict(), "random"
-        sd["conv1_7x7_s2.weight"] = flow_first_conv(sd["conv1_7x7_s2.weight"], in_channels)
-    model = BNInception(in_channels=in_channels)
-    load_strict(model, sd, path, what)
-    return model.eval()

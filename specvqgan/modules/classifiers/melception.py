@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Melception", "MelceptionExtractor", "BasicConv2d"]
+__all__ = ["Melception", "BasicConv2d"]
 
 
 class BasicConv2d(nn.Module):
@@ -273,36 +273,3 @@ class Melception(nn.Module):
         if self.training and self.AuxLogits is not None:
             return logits, self.AuxLogits(mid)
         return logits
-
-
-class MelceptionExtractor(Melception):
-    """The reference constructor ``evaluation.feature_extractors.melception.Melception(num_classes,
-    features_list, feature_extractor_weights_path)``, so that reference eval configs instantiate.
-
-    Loads ``{'model': state_dict}`` (strict), freezes the weights and returns a tuple of the features
-    named in ``features_list`` (``'2048'``, ``'logits_unbiased'``, ``'logits'``) from ``forward``.
-    """
-
-    _NAMES = {"2048": "pool", "logits_unbiased": "logits_unbiased", "logits": "logits"}
-
-    def __init__(self, num_classes: int = 309, features_list=("logits_unbiased", "2048", "logits"),
-                 feature_extractor_weights_path: str | None = None) -> None:
-        super().__init__(num_classes=num_classes, aux_logits=True, init_weights=False)
-        unknown = [f for f in features_list if f not in self._NAMES]
-        if unknown:
-            raise ValueError(f"features_list: unknown feature(s) {unknown}; known: {list(self._NAMES)}")
-        self.features_list = list(features_list)
-        if feature_extractor_weights_path is not None:
-            from evaluation.features import read_melception_checkpoint
-            state_dict, _, _ = read_melception_checkpoint(feature_extractor_weights_path)
-            self.load_state_dict(state_dict, strict=True)
-        self.requires_grad_(False)
-        self.eval()
-
-    def forward(self, x: torch.Tensor):
-        feats = self.features(x)
-        return tuple(feats[self._NAMES[f]] for f in self.features_list)
-
-    def convert_features_tuple_to_dict(self, features) -> Dict[str, torch.Tensor]:
-        """Tuple from ``forward`` -> {name in features_list: tensor} (reference API)."""
-        return dict(zip(self.features_list, features))
