@@ -14,11 +14,11 @@ import os
 import sys
 import time
 
-from feature_extraction.extract import (FEATURES, VIDEO_EXTENSIONS, ExtractConfig, extract_folder, failures_file,
-                                       find_videos, resolve_video_list)
+from feature_extraction.extract import FEATURES, ExtractConfig, extract_folder, failures_file, resolve_video_list
 from feature_extraction.flow import METHODS
 from specvqgan.distributed import parse_shard
 from specvqgan.provenance import ProvenanceError
+from specvqgan.video_files import VIDEO_EXTENSIONS, find_videos
 
 
 def main(argv: list[str] | None = None) -> int:

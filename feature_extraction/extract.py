@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feature_extraction.media import VIDEO_EXTENSIONS, MediaError, MediaInfo, iter_frames, probe, read_audio
+from feature_extraction.media import MediaError, MediaInfo, iter_frames, probe, read_audio
 from feature_extraction.toy_features import ColorGrid
 from feature_extraction.visual import PRETRAINED, build_pretrained
 from specvqgan.audio import SR, wav_to_mel
@@ -41,6 +41,7 @@ from specvqgan.distributed import shard_items
 from specvqgan.files import atomic_write
 from specvqgan.provenance import claim_folder, path_sha256, record_folder
 from specvqgan.shapes import FEAT_FPS, mel_frames
+from specvqgan.video_files import VIDEO_EXTENSIONS, find_videos
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +144,6 @@ class Result:
     video: str
     status: str
     reason: str = ""
-
-
-def find_videos(root: str | Path) -> list[Path]:
-    """All video files under ``root`` (recursively), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"video folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
 def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None = None,

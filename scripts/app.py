@@ -36,7 +36,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from feature_extraction.extract import find_videos  # noqa: E402
+from specvqgan.video_files import find_videos  # noqa: E402
 from feature_extraction.media import probe  # noqa: E402
 from specvqgan.checkpoint import add_trust_argument  # noqa: E402
 from specvqgan.data.clips import read_split  # noqa: E402

@@ -76,7 +76,7 @@ def synthetic_video(path: Path, seconds: float = 10.0) -> Path:
     """A 10 s 25 fps 320 x 240 clip with a moving square and a tone (when no real clip is at hand)."""
     import numpy as np
 
-    from feature_extraction.media import write_mp4
+    from feature_extraction.encode import write_mp4
     from specvqgan.audio import SR
 
     n = int(seconds * 25)

@@ -25,7 +25,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from feature_extraction.media import write_mp4
+from feature_extraction.encode import write_mp4
 
 SR = 22050
 log = logging.getLogger("make_toy_dataset")

@@ -74,7 +74,7 @@ def export_samples(samples_dir: str | Path, bench_dir: str | Path, *, videos_dir
     dataset's videos) also the muxed videos and the real sound. Existing files are kept. Returns the count."""
     from tqdm import tqdm
 
-    from feature_extraction.extract import VIDEO_EXTENSIONS
+    from specvqgan.video_files import VIDEO_EXTENSIONS
     from vocoder.inference import load_vocoder
 
     samples_dir = Path(samples_dir)

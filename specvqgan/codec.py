@@ -27,12 +27,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from specvqgan.audio import HOP, SR, load_audio, mel_to_wav, resample, save_audio, to_mono, wav_to_mel
 from specvqgan.checks import require_finite
-from specvqgan.config import load_config
-from specvqgan.checkpoint import CheckpointError, add_trust_argument, instantiate, model_config, read, trusted_by
+from specvqgan.checkpoint import add_trust_argument, trusted_by
+from specvqgan.models.loading import load_codebook
 
 log = logging.getLogger(__name__)
 
@@ -126,36 +125,6 @@ class Codes:
         except Exception as err:  # not a zip, a pickled member, a non-scalar field ...
             raise CodesError(f"{path}: cannot read as a codes file ({type(err).__name__}: {err})") from err
         return codes.validate(str(path))
-
-
-def load_codebook(ckpt: str | Path, config: str | Path | None = None, trust: bool = False) -> torch.nn.Module:
-    """Build an inference-only VQModel (no loss) from a checkpoint, in eval mode.
-
-    The model config comes from ``config`` (a YAML with a ``model:`` block, or the block itself), else
-    from the checkpoint or its run layout (:func:`specvqgan.checkpoint.model_config`). ``loss.*``
-    weights are dropped; the rest loads with strict=True. ``trust``: see :func:`specvqgan.checkpoint.read`.
-    """
-    ckpt = Path(ckpt)
-    state = read(ckpt, trust=trust)
-    if config is not None:
-        cfg = load_config(config)
-        model_cfg = cfg.model if "model" in cfg else cfg
-    else:
-        try:
-            model_cfg = model_config(state, ckpt)
-        except CheckpointError as err:
-            raise CheckpointError(f"{err}; or pass --config") from None
-    model_cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True))
-    params = dict(model_cfg.get("params", {}))
-    params.update(lossconfig=None, ckpt_path=None)
-    model = instantiate({"target": model_cfg.target, "params": params}, ckpt)
-    sd = state.get("state_dict", state)
-    sd = {k: v for k, v in sd.items() if not k.startswith("loss.")}
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(f"checkpoint {ckpt} does not match its config ({model_cfg.target}): {err}") from err
-    return model.eval()
 
 
 class SpectrogramCodec:

@@ -39,12 +39,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from specvqgan.checkpoint import read_config
-from specvqgan.checks import require_finite
 from specvqgan.config import ConfigError, load_config
 from specvqgan.data.clips import split_clip
 from specvqgan.data.datamodule import build_split
 from specvqgan.distributed import parse_shard
-from specvqgan.files import atomic_write, file_sha256
+from specvqgan.files import atomic_write, file_sha256, save_mel_atomic
+from specvqgan.models.loading import load_model
 from specvqgan.sampling import filter_logits, guided, prepare_gpt, sample_tokens
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,6 @@ def sample_path(out: str | Path, clip: str, k: int) -> Path:
     if cls is None:
         return Path(out) / name
     return Path(out) / re.sub(r"[^\w\-. ,()&']", "_", cls) / name
-
-
-def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
-    """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy); a mel
-    with NaN / Inf is refused (:class:`specvqgan.checks.NonFiniteError` naming ``path``)."""
-    require_finite(mel, str(path), "mel values")
-    atomic_write(path, lambda tmp: np.save(tmp, mel))
 
 
 # ----------------------------------------------------------------------------- models and data
@@ -110,24 +103,6 @@ def load_item(dataset, idx: int, clip: str, seed: int) -> dict:
     np.random.seed(s % 2 ** 32)
     random.seed(s)
     return dataset[idx]
-
-
-def load_model(ckpt: str | Path, mode: str, trust: bool = False):
-    """(model, kind) in eval mode: a Net2NetTransformer (kind 'transformer') or, for reconstructions, a
-    codebook VQModel (kind 'codebook'; a transformer checkpoint gives its first stage). The model is
-    described by the checkpoint itself (``train.py`` / exported checkpoints, the reference log layout).
-    ``trust``: see :func:`specvqgan.checkpoint.read`."""
-    stored = read_config(ckpt, trust=trust) or {}
-    target = str((stored.get("model") or {}).get("target", ""))
-    if target.endswith("Net2NetTransformer"):
-        from specvqgan.models.cond_transformer import Net2NetTransformer
-        model = Net2NetTransformer.from_checkpoint(str(ckpt), trust=trust)
-        return (model, "transformer") if mode == "samples" else (model.first_stage_model.eval(), "codebook")
-    if mode == "samples":
-        raise ValueError(f"checkpoint {ckpt} is not a Net2NetTransformer (model target {target or 'unknown'}); "
-                         f"samples need a transformer, reconstructions take a codebook or a transformer")
-    from specvqgan.codec import load_codebook
-    return load_codebook(ckpt, trust=trust), "codebook"
 
 
 # ----------------------------------------------------------------------------- per-row sampling

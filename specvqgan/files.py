@@ -1,9 +1,13 @@
-"""Atomic file writes: a reader (or a rerun after Ctrl-C) never sees a partial file."""
+"""Atomic file writes: a reader (or a rerun after Ctrl-C) never sees a partial file; file hashes."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
+
+from specvqgan.checks import require_finite
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
@@ -18,6 +22,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def save_mel_atomic(path: Path, mel: np.ndarray) -> None:
+    """Write ``mel`` to ``path`` through a hidden temporary file and a rename (never a partial .npy); a mel
+    with NaN / Inf is refused (:class:`specvqgan.checks.NonFiniteError` naming ``path``)."""
+    require_finite(mel, str(path), "mel values")
+    atomic_write(path, lambda tmp: np.save(tmp, mel))
 
 
 def link_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:

@@ -32,26 +32,6 @@ class VocoderGriffinLim:
         return mel_to_wav(np.clip(spec, 0, 1), n_iter=self.n_iter)
 
 
-class VocoderMelGan:
-    """The reference's ``train.VocoderMelGan(ckpt_vocoder)``: a MelGAN folder (``best_netG.pt`` +
-    ``args.yml``) or any checkpoint :class:`vocoder.inference.MelGANVocoder` reads."""
-
-    def __init__(self, ckpt_vocoder: str):
-        from vocoder.inference import MelGANVocoder
-        if not Path(ckpt_vocoder).exists():  # the reference YAMLs' ./vocoder/logs/vggsound/ (a folder of its repo)
-            from specvqgan.download import local_path
-            try:
-                cached = local_path("melgan_vggsound")
-            except FileNotFoundError as err:
-                raise FileNotFoundError(f"train.VocoderMelGan: ckpt_vocoder {ckpt_vocoder} not found and {err}") from None
-            log.info("VocoderMelGan: %s not found; using the melgan_vggsound release %s", ckpt_vocoder, cached)
-            ckpt_vocoder = str(cached)
-        self.vocoder = MelGANVocoder.from_checkpoint(ckpt_vocoder)
-
-    def vocode(self, spec: np.ndarray, global_step: Optional[int] = None) -> np.ndarray:
-        return self.vocoder.vocode(np.asarray(spec, dtype=np.float32))
-
-
 def mel_tensors(images: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The spectrogram entries of a ``log_images`` dict: 4-D tensors (B, 1, F, T) (attention maps
     ``att_*`` and conditions are skipped)."""

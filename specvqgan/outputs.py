@@ -128,8 +128,7 @@ def mux_audio(video: Path, wav: Path, out: Path, duration: float, loop_video: bo
 def _write_sample(paths, video: Path, mel: np.ndarray, wav: np.ndarray, write_mp4: bool, loop_video: bool,
                   sr: int = SR) -> None:
     """Write ``.wav``, ``.npy``, ``.png`` (and ``.mp4``) for one sample, each atomically."""
-    from specvqgan.dataset_sampling import save_mel_atomic
-    from specvqgan.files import atomic_write
+    from specvqgan.files import atomic_write, save_mel_atomic
 
     wav_path, mel_path, png_path, mp4_path = paths
     atomic_write(wav_path, lambda p: save_audio(p, wav, sr))

@@ -131,7 +131,7 @@ class VideoToSound:
             a training config the pipeline cannot follow.
         """
         from specvqgan.checkpoint import read_config
-        from specvqgan.dataset_sampling import load_model
+        from specvqgan.models.loading import load_model
         from vocoder.inference import load_vocoder
 
         transformer = Path(transformer)

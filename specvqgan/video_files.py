@@ -1,5 +1,5 @@
 """Videos named on a command line: files, or folders searched recursively (any container in
-``feature_extraction.extract.VIDEO_EXTENSIONS``), each with the sub-folder its outputs mirror.
+:data:`VIDEO_EXTENSIONS`), each with the sub-folder its outputs mirror.
 
     for item in list_videos(["clip.mp4", "my_videos/"]):
         item.video, item.subdir, item.name     # my_videos/dog/a.mkv, Path("dog"), "dog__a"
@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+# Inputs: regular files of these containers only (no playlists, devices, URLs or other protocols; see
+# ``feature_extraction.media.checked_input``); also the extensions searched for in folders.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
+                    ".mts", ".m2ts", ".3gp", ".ogv", ".gif")
 
 
 @dataclass(frozen=True)
@@ -25,11 +30,17 @@ class VideoItem:
         return "__".join([*self.subdir.parts, self.video.stem])
 
 
+def find_videos(root: str | Path) -> list[Path]:
+    """All video files under ``root`` (recursively), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
 def list_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
     """Files as given, folders expanded recursively (sorted). Raises FileNotFoundError naming a missing
     path or a folder without videos, ValueError naming two inputs whose outputs would collide."""
-    from feature_extraction.extract import VIDEO_EXTENSIONS, find_videos
-
     items: list[VideoItem] = []
     for raw in inputs:
         path = Path(raw)

@@ -62,7 +62,7 @@ def toy_root(tmp_path) -> Path:
 def toy_video(tmp_path_factory) -> Path:
     """A 2 s toy-style clip (H.264 128x128 at 25 fps + AAC 22050 Hz mono): a red square that flashes
     twice, each flash with a noise burst."""
-    from feature_extraction.media import write_mp4
+    from feature_extraction.encode import write_mp4
 
     fps, sr, seconds = 25, 22050, 2.0
     t = np.arange(int(fps * seconds)) / fps

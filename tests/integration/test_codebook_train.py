@@ -45,7 +45,7 @@ def test_train_toy_codebook_cli(tmp_path):
     assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"encoder", "decoder", "quantize", "quant_conv",
                                                             "post_quant_conv", "loss"}
     # the training checkpoint describes itself: the codec rebuilds the codebook from it alone
-    from specvqgan.codec import load_codebook
+    from specvqgan.models.loading import load_codebook
 
     model = load_codebook(last)
     x = torch.from_numpy(2 * np.load(root / "features/bell/melspec_2s_22050hz/clip0_mel.npy")[:, 5:165] - 1)

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from specvqgan.codec import Codes, SpectrogramCodec, load_codebook
+from specvqgan.codec import Codes, SpectrogramCodec
+from specvqgan.models.loading import load_codebook
 from specvqgan.checkpoint import export as export_checkpoint
 from specvqgan.models.vqgan import VQModel
 

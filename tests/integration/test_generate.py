@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from feature_extraction.media import MediaError, probe, write_mp4
+from feature_extraction.encode import write_mp4
+from feature_extraction.media import MediaError, probe
 from specvqgan.audio import HOP, SR
 from specvqgan.config import instantiate_from_config
 from specvqgan.checkpoint import export as export_checkpoint

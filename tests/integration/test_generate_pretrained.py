@@ -19,7 +19,8 @@ import yaml
 from omegaconf import OmegaConf
 
 import specvqgan.releases as releases
-from feature_extraction.media import probe, write_mp4
+from feature_extraction.encode import write_mp4
+from feature_extraction.media import probe
 from specvqgan.modules.visual.resnet50 import ResNet50
 from specvqgan.audio import SR
 from specvqgan.config import instantiate_from_config

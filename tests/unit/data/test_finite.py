@@ -9,7 +9,7 @@ import torch
 from specvqgan.audio import save_audio
 from specvqgan.checks import NonFiniteError, require_finite
 from specvqgan.data.clips import load_feats, load_mel
-from specvqgan.dataset_sampling import save_mel_atomic
+from specvqgan.files import save_mel_atomic
 
 
 def test_nan_and_inf_files_are_refused_naming_them(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 
 from feature_extraction import extract, media
 from feature_extraction.extract import ExtractConfig, extract_folder, extract_visual
-from feature_extraction.media import MediaError, iter_frames, probe, read_audio, read_frames, write_mp4
+from feature_extraction.encode import write_mp4
+from feature_extraction.media import MediaError, iter_frames, probe, read_audio, read_frames
 from feature_extraction.visual import ResNet50Features
 
 SR = 22050

@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 
 from feature_extraction.__main__ import main
-from feature_extraction.extract import ExtractConfig, extract_folder, find_videos
-from feature_extraction.media import write_mp4
+from feature_extraction.extract import ExtractConfig, extract_folder
+from specvqgan.video_files import find_videos
+from feature_extraction.encode import write_mp4
 from specvqgan.audio import load_audio, wav_to_mel
 from specvqgan.shapes import feat_frames, mel_frames
 

@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from feature_extraction import extract
 from feature_extraction.extract import ExtractConfig, extract_visual
-from feature_extraction.media import read_frames, write_mp4
+from feature_extraction.encode import write_mp4
+from feature_extraction.media import read_frames
 from feature_extraction.visual import BNInceptionFeatures, ResNet50Features
 from specvqgan.config import instantiate_from_config, load_config
 from specvqgan.shapes import resample_indices

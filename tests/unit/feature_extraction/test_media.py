@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from feature_extraction.media import MediaError, probe, read_audio, read_frames, write_mp4
+from feature_extraction.encode import write_mp4
+from feature_extraction.media import MediaError, probe, read_audio, read_frames
 
 SR = 22050
 

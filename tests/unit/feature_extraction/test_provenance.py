@@ -8,7 +8,7 @@ import pytest
 
 from feature_extraction.__main__ import main
 from feature_extraction.extract import ExtractConfig, extract_folder
-from feature_extraction.media import write_mp4
+from feature_extraction.encode import write_mp4
 from specvqgan.provenance import RECORD, ProvenanceError, claim_folder
 
 SR = 22050

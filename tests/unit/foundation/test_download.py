@@ -338,7 +338,7 @@ def test_downloaded_releases_feed_the_loaders(server, tmp_path, monkeypatch, ref
     (from_checkpoint), both built from the golden tiny models in the authors' release layout."""
     import torch
 
-    from specvqgan.codec import load_codebook
+    from specvqgan.models.loading import load_codebook
     from specvqgan.config import load_config
     from specvqgan.models.cond_transformer import Net2NetTransformer
 

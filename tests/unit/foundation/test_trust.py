@@ -109,7 +109,7 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
 def _loaders():
     from evaluation.features import read_melception_checkpoint
     from feature_extraction.weights import load_resnet50
-    from specvqgan.codec import load_codebook
+    from specvqgan.models.loading import load_codebook
     from specvqgan.losses.lpaps import read_lpaps_weights
     from specvqgan.models.cond_transformer import Net2NetTransformer
     from vocoder.inference import load_generator
