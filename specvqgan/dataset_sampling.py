@@ -154,10 +154,9 @@ def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, 
     Returns:
         mels (B, 80, 16 * W) float32 in [0, 1] (trained length: H x W tokens).
     """
-    perm = model.first_stage_permuter
-    if not hasattr(perm, "H"):
-        raise ValueError("the dataset sampler needs a ColumnMajor first-stage permuter (H, W)")
-    H, W = perm.H, perm.W
+    if model.shape is None:
+        raise ValueError("the dataset sampler needs a ColumnMajor first-stage permuter (a latent grid H x W)")
+    H, W = model.shape.latent_rows, model.shape.latent_cols
     gpt = gpt if gpt is not None else model.transformer.eval()
     cond = cond if model.has_prefix_gpt else model.encode_to_c(cond)[1]
     device = gpt.pos_emb.device

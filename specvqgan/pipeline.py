@@ -103,8 +103,7 @@ class VideoToSound:
         self.device, self.precision, self.checkpoint = str(device), precision, str(checkpoint)
         self.feature_weights, self.random_feature_weights = feature_weights, random_feature_weights
         self.allow_truncated = False    # True: pad a truncated video stream (counted warning), not an error
-        perm = self.model.first_stage_permuter
-        self.H, self.W = int(perm.H), int(perm.W)
+        self.H, self.W = self.model.shape.latent_rows, self.model.shape.latent_cols   # the model's latent grid
 
     @classmethod
     def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",

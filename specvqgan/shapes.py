@@ -7,6 +7,7 @@ the models use (DESIGN.md section 1). Nothing here is typed by hand in a YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -62,14 +63,15 @@ class SequenceShape:
     Args:
         mel_bins: mel rows of the spectrogram (80).
         mel_len: mel frames after the crop (848 for 10 s).
-        n_feats: visual feature positions in the prefix (1, 5 or 212; 0 for class-only).
+        n_feats: visual feature positions in the prefix (1, 5 or 212; 0 for class-only; None when the
+            condition's length is not known from the config, e.g. codebook indices of the plain GPT).
         class_token: whether a class token follows the features.
         downsample: codebook down-sampling factor in both axes (16).
     """
 
     mel_bins: int = N_MELS
     mel_len: int = 848
-    n_feats: int = FEAT_CROP_10S
+    n_feats: Optional[int] = FEAT_CROP_10S
     class_token: bool = False
     downsample: int = LATENT_DOWNSAMPLE
 
@@ -89,14 +91,27 @@ class SequenceShape:
         return self.latent_rows * self.latent_cols
 
     @property
-    def n_cond(self) -> int:
-        """Condition positions before the audio tokens."""
-        return self.n_feats + int(self.class_token)
+    def feats_per_col(self) -> int:
+        """Visual feature rows per latent column (16 mel frames / 4 = 4)."""
+        return self.downsample // MELS_PER_FEAT
 
     @property
-    def block_size(self) -> int:
-        """GPT context: condition + audio tokens (477 for 212 features + 265 tokens)."""
-        return self.n_cond + self.n_tokens
+    def n_cond(self) -> Optional[int]:
+        """Condition positions before the audio tokens (None when ``n_feats`` is unknown)."""
+        return None if self.n_feats is None else self.n_feats + int(self.class_token)
+
+    @property
+    def block_size(self) -> Optional[int]:
+        """GPT context: condition + audio tokens (477 for 212 features + 265 tokens; None when the
+        condition's length is unknown)."""
+        return None if self.n_cond is None else self.n_cond + self.n_tokens
+
+    @classmethod
+    def for_grid(cls, rows: int, cols: int, n_feats: Optional[int] = None, class_token: bool = False,
+                 downsample: int = LATENT_DOWNSAMPLE) -> "SequenceShape":
+        """Shape of a ``rows`` x ``cols`` latent grid (a codebook's 5 x 53) and its condition."""
+        return cls(mel_bins=int(rows) * downsample, mel_len=int(cols) * downsample, n_feats=n_feats,
+                   class_token=class_token, downsample=downsample)
 
     @classmethod
     def for_duration(cls, duration: float, n_feats: int | None = None, class_token: bool = False) -> "SequenceShape":

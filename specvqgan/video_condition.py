@@ -19,11 +19,9 @@ from typing import Optional
 import numpy as np
 
 from specvqgan.data.transforms import crop_2d, crop_start, pad_or_trim
-from specvqgan.shapes import LATENT_DOWNSAMPLE, MELS_PER_FEAT, feat_crop, feat_frames, mel_crop, mel_frames
+from specvqgan.shapes import SequenceShape, feat_crop, feat_frames, mel_crop, mel_frames
 
 log = logging.getLogger(__name__)
-
-FEATS_PER_COL = LATENT_DOWNSAMPLE // MELS_PER_FEAT     # feature rows per latent column (16 / 4 = 4)
 
 
 class GenerationError(ValueError):
@@ -43,6 +41,7 @@ class ConditionSpec:
         feat_crop_len: rows of the centre crop (212; = 4 x latent width). n_feats: condition positions
             after ``feat_sampler_cfg`` (1 / 5 / 212; toy 40). needs_class: the model takes a class index.
         trained_on_noise: the training data replaced the features by noise (``replace_feats_with_random``).
+        feats_per_col: feature rows per latent column (4: the model's ``shape.feats_per_col``).
     """
 
     feature: Optional[str]
@@ -55,6 +54,7 @@ class ConditionSpec:
     feat_sampler_cfg: Optional[dict] = None
     needs_class: bool = False
     trained_on_noise: bool = False
+    feats_per_col: int = SequenceShape().feats_per_col
 
     @property
     def crop_offset(self) -> int:
@@ -63,7 +63,7 @@ class ConditionSpec:
 
     def rows_needed(self, total_cols: int, W: int) -> int:
         """Feature rows a ``total_cols``-column generation reads (the last window's end)."""
-        return self.crop_offset + FEATS_PER_COL * max(0, total_cols - W) + self.feat_crop_len
+        return self.crop_offset + self.feats_per_col * max(0, total_cols - W) + self.feat_crop_len
 
     def describe(self) -> str:
         feats = (f"{self.feature} features {self.n_feats} x {self.feat_depth} (crop {self.feat_crop_len} of "
@@ -82,7 +82,7 @@ def window_features(feats: np.ndarray, spec: ConditionSpec, start_col: int = 0) 
     """
     from specvqgan.config import instantiate_from_config
 
-    start = spec.crop_offset + FEATS_PER_COL * int(start_col)
+    start = spec.crop_offset + spec.feats_per_col * int(start_col)
     rows = pad_or_trim(np.asarray(feats, dtype=np.float32), max(spec.feat_len, start + spec.feat_crop_len))
     item = {"feature": crop_2d(rows, (spec.feat_crop_len, rows.shape[1]), starts=(start, 0))}
     if spec.feat_sampler_cfg:
@@ -190,13 +190,14 @@ def condition_spec(model, run_config: Optional[dict], feature: Optional[str] = N
     if not model.has_prefix_gpt or stage not in ("RawFeatsStage", "FeatsClassStage", "ClassOnlyStage"):
         raise GenerationError(f"{path}: unsupported condition ({stage}, {type(model.transformer).__name__}); "
                               f"the pipeline takes visual-feature and/or class conditioned transformers")
-    if not hasattr(model.first_stage_permuter, "W"):
+    shape = model.shape
+    if shape is None:
         raise GenerationError(f"{path}: the pipeline needs a ColumnMajor first-stage permuter")
     target, params = _dataset_config(run_config, path)
-    duration = _trained_duration(params, LATENT_DOWNSAMPLE * int(model.first_stage_permuter.W))
+    duration = _trained_duration(params, shape.mel_len)
     needs_class = stage != "RawFeatsStage"
     if stage == "ClassOnlyStage":
-        return ConditionSpec(None, (), 0, duration, 0, 0, 0, needs_class=True)
+        return ConditionSpec(None, (), 0, duration, 0, 0, 0, needs_class=True, feats_per_col=shape.feats_per_col)
     cond_cfg = dict(params.get("condition_dataset_cfg") or {})
     emb = getattr(model.transformer, "feat_embedder", None)
     emb = getattr(model.transformer, "embedder", None) if emb is None else emb
@@ -214,7 +215,7 @@ def condition_spec(model, run_config: Optional[dict], feature: Optional[str] = N
         feat_len=int(cond_cfg.get("feat_len") or feat_frames(duration)),
         feat_crop_len=int(cond_cfg.get("feat_crop_len") or feat_crop(mel_crop(mel_frames(duration)))),
         n_feats=0, feat_sampler_cfg=cond_cfg.get("feat_sampler_cfg"), needs_class=needs_class,
-        trained_on_noise=bool(cond_cfg.get("replace_feats_with_random")))
+        trained_on_noise=bool(cond_cfg.get("replace_feats_with_random")), feats_per_col=shape.feats_per_col)
     n_feats = window_features(np.zeros((spec.feat_len, feat_depth), np.float32), spec).shape[0]
     expected = getattr(model.cond_stage_model, "n_feats", None) or getattr(model.cond_stage_model, "cond_len", None)
     if expected is not None and int(expected) != n_feats:

@@ -8,9 +8,11 @@ learns p(token_i | tokens_<i, condition) with cross-entropy. Public methods, sig
 (see :mod:`specvqgan.modules.transformer.mingpt`); sampling goes through the KV cache of
 :mod:`specvqgan.sampling`.
 
-Sizes are derived, not typed: when ``GPT_config.block_size`` is absent it is the permuter's H*W plus
-the condition stage's length (``n_feats`` (+1 for a class)); when the ColumnMajor permuter has no H/W
-they come from the codebook (80 mel bins / 16, ``ddconfig.resolution`` / 16).
+Sizes are derived, not typed: ``model.shape`` (:class:`specvqgan.shapes.SequenceShape`, None without a
+ColumnMajor permuter) is the one source of the latent grid (H x W), the condition length and the block
+size; when ``GPT_config.block_size`` is absent it is ``shape.block_size``, and a ColumnMajor permuter
+without H/W takes the codebook's grid (80 mel bins / 16, ``ddconfig.resolution`` / 16); see
+:mod:`specvqgan.models.transformer_sizes`.
 """
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from specvqgan.audio import N_MELS
-from specvqgan.config import ConfigError, instantiate_from_config
+from specvqgan.config import instantiate_from_config
 from specvqgan.models.base import BaseModel
+from specvqgan.models.transformer_sizes import derive_permuter_config, derive_transformer_config, model_shape
 from specvqgan.modules.conditioning import cond_slice, cond_to
 from specvqgan.modules.transformer.mingpt import GPTClass, GPTFeats, GPTFeatsClass
 from specvqgan.sampling import sample_long, sample_tokens
@@ -33,66 +35,6 @@ from specvqgan.sampling import sample_long, sample_tokens
 log = logging.getLogger(__name__)
 
 _PREFIX_GPTS = (GPTFeats, GPTClass, GPTFeatsClass)
-_COLUMN_MAJOR = ('specvqgan.modules.transformer.permuter.ColumnMajor',)
-
-
-def _container(cfg: Any) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else dict(cfg)
-
-
-def derive_permuter_config(permuter_cfg: Optional[Any], first_stage_cfg: Any) -> dict:
-    """Fill a ColumnMajor permuter's missing H/W from the codebook's ddconfig (80 / 2^(levels-1),
-    resolution / 2^(levels-1)); ``None`` -> Identity (the reference default)."""
-    if permuter_cfg is None:
-        return {'target': 'specvqgan.modules.transformer.permuter.Identity'}
-    cfg = _container(permuter_cfg)
-    if cfg.get('target') in _COLUMN_MAJOR:
-        params = dict(cfg.get('params') or {})
-        if params.get('H') is None or params.get('W') is None:
-            dd = _container(first_stage_cfg)['params']['ddconfig']
-            down = 2 ** (len(dd['ch_mult']) - 1)
-            if params.get('H') is None:
-                params['H'] = N_MELS // down
-            if params.get('W') is None:
-                params['W'] = int(dd['resolution']) // down
-        cfg['params'] = params
-    return cfg
-
-
-def derive_transformer_config(transformer_cfg: Any, n_tokens: Optional[int], cond_len: Optional[int],
-                              p_uncond: float = 0.0) -> dict:
-    """Fill ``GPT_config.block_size`` (= cond_len + n_tokens) if absent, else check it; fill a feature
-    embedder's ``out_channels`` with ``n_embd`` if absent; pass the model's ``p_uncond`` (> 0) to the GPT."""
-    cfg = _container(transformer_cfg)
-    params = cfg.setdefault('params', {})
-    gpt_cfg = params.get('GPT_config', params)
-    if p_uncond:
-        if float(gpt_cfg.get('p_uncond', p_uncond)) != float(p_uncond):
-            raise ConfigError(f"transformer_config: GPT_config.p_uncond={gpt_cfg['p_uncond']} contradicts the "
-                              f'model\'s p_uncond={p_uncond}; set one of them')
-        gpt_cfg['p_uncond'] = float(p_uncond)
-    given = gpt_cfg.get('block_size')
-    needed = None if (n_tokens is None or cond_len is None) else n_tokens + cond_len
-    if given is None:
-        if needed is None:
-            raise ConfigError('transformer_config: GPT_config.block_size is not set and cannot be derived; '
-                              'give cond_stage_config.params.n_feats and a ColumnMajor permuter')
-        gpt_cfg['block_size'] = needed
-    elif needed is not None and int(given) != needed:
-        raise ConfigError(f'transformer_config: GPT_config.block_size={given} but the condition '
-                          f'({cond_len}) + audio tokens ({n_tokens}) need {needed}')
-    for key in ('feat_embedding_config', 'token_embedding_config'):
-        emb = params.get(key)
-        if isinstance(emb, dict) and emb.get('target', '').endswith(('Conv1d', 'Linear')):
-            emb_params = emb.setdefault('params', {})
-            out_key = 'out_channels' if emb['target'].endswith('Conv1d') else 'out_features'
-            if emb_params.get(out_key) is None:
-                emb_params[out_key] = gpt_cfg['n_embd']
-        elif isinstance(emb, dict) and emb.get('target', '').endswith('Embedding'):
-            emb_params = emb.setdefault('params', {})
-            if emb_params.get('embedding_dim') is None:
-                emb_params['embedding_dim'] = gpt_cfg['n_embd']
-    return cfg
 
 
 class Net2NetTransformer(BaseModel):
@@ -133,14 +75,14 @@ class Net2NetTransformer(BaseModel):
         self._code_cache: dict[bytes, torch.Tensor] = {}
         self.init_first_stage_from_ckpt(first_stage_config)
         self.init_cond_stage_from_ckpt(cond_stage_config)
-        perm_cfg = derive_permuter_config(first_stage_permuter_config, first_stage_config)
-        self.first_stage_permuter = instantiate_from_config(OmegaConf.create(perm_cfg))
+        # the token layout (grid, condition, block size): the one source every consumer reads
+        self.shape = model_shape(first_stage_permuter_config, first_stage_config, self.cond_stage_model)
+        self.first_stage_permuter = instantiate_from_config(OmegaConf.create(
+            derive_permuter_config(first_stage_permuter_config, first_stage_config)))
         self.cond_stage_permuter = instantiate_from_config(OmegaConf.create(
             derive_permuter_config(cond_stage_permuter_config, first_stage_config)))
-        n_tokens = None
-        if 'H' in (perm_cfg.get('params') or {}):
-            n_tokens = perm_cfg['params']['H'] * perm_cfg['params']['W']
-        cond_len = getattr(self.cond_stage_model, 'cond_len', None)
+        n_tokens, cond_len = ((None, getattr(self.cond_stage_model, 'cond_len', None)) if self.shape is None
+                              else (self.shape.n_tokens, self.shape.n_cond))
         self.transformer = instantiate_from_config(OmegaConf.create(
             derive_transformer_config(transformer_config, n_tokens, cond_len, p_uncond)))
         self.first_stage_key = first_stage_key
@@ -262,10 +204,9 @@ class Net2NetTransformer(BaseModel):
             guidance_scale: classifier-free guidance scale (1: off; > 1 needs ``p_uncond > 0`` in training).
             Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.
         """
-        perm = self.first_stage_permuter
-        if not hasattr(perm, 'H'):
-            raise ValueError('generate() needs a ColumnMajor first-stage permuter (H, W)')
-        H, W = perm.H, perm.W
+        if self.shape is None:
+            raise ValueError('generate() needs a ColumnMajor first-stage permuter (a latent grid H x W)')
+        H, W = self.shape.latent_rows, self.shape.latent_cols
         total_cols = total_cols or W
         gpt = (gpt or self.transformer).eval()
         cond = c if self.has_prefix_gpt else self.encode_to_c(c)[1]

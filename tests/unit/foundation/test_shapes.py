@@ -18,6 +18,13 @@ def test_block_size_for_feature_variants(n, block):
     assert shapes.SequenceShape(n_feats=n, class_token=True).block_size == block + 1
 
 
+def test_grid_shapes_and_unknown_condition():
+    s = shapes.SequenceShape.for_grid(5, 10, n_feats=40, class_token=True)
+    assert (s.mel_bins, s.mel_len, s.n_tokens, s.n_cond, s.block_size, s.feats_per_col) == (80, 160, 50, 41, 91, 4)
+    unknown = shapes.SequenceShape.for_grid(5, 10)  # e.g. codebook indices of the plain GPT as condition
+    assert unknown.n_tokens == 50 and unknown.n_cond is None and unknown.block_size is None
+
+
 def test_resample_indices():
     np.testing.assert_array_equal(shapes.resample_indices(5), [35, 77, 119, 162, 204])
     np.testing.assert_array_equal(shapes.resample_indices(212), np.arange(212))

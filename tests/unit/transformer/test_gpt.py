@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from specvqgan.models.cond_transformer import derive_permuter_config, derive_transformer_config
+from specvqgan.models.transformer_sizes import derive_permuter_config, derive_transformer_config
 from specvqgan.modules.conditioning import ClassOnlyStage, FeatsClassStage, RawFeatsStage
 from specvqgan.modules.transformer.permuter import ColumnMajor, Identity
 from specvqgan.sampling import full_logits

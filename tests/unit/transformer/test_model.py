@@ -41,8 +41,11 @@ def _batch(n=4):
 
 
 def test_derived_sizes(model):
+    shape = model.shape  # the one source: grid, condition and block size
+    assert (shape.latent_rows, shape.latent_cols, shape.n_tokens, shape.n_cond) == (5, 4, 20, 4)
+    assert (shape.mel_len, shape.feats_per_col) == (64, 4)
     assert (model.first_stage_permuter.H, model.first_stage_permuter.W) == (5, 4)
-    assert model.transformer.block_size == 4 + 20
+    assert model.transformer.block_size == shape.block_size == 4 + 20
     assert model.transformer.embedder.out_channels == 32
 
 
