@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-weights", action="store_true",
                    help="run a pretrained feature with random (seeded) weights: tests/benchmarks only")
     p.add_argument("--flow-method", choices=METHODS, default="tvl1",
-                   help="optical flow: tvl1 (reference, slow on CPU) or farneback (fast approximation)")
+                   help="optical flow: tvl1 (reference, exact; pairs on all cv2 threads), tvl1_fast (TV-L1 "
+                        "stopped earlier, ~2.4x faster, close but not equal: docs/benchmarks.md) or farneback "
+                        "(a different estimator)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default: 32)")
     p.add_argument("--device", default="cpu", help="torch device of the networks (default: cpu)")
     p.add_argument("--min-clip-duration", type=float, default=1.0,

@@ -64,7 +64,7 @@ class ExtractConfig:
             read by path, never downloaded.
         random_weights: allow a pretrained feature without ``weights`` (random, seeded: tests/benchmarks).
         batch_size: frames per forward pass of a pretrained network.
-        flow_method: optical flow for BN-Inception flow: "tvl1" (reference) or "farneback" (fast).
+        flow_method: optical flow for BN-Inception flow (:data:`feature_extraction.flow.METHODS`; "tvl1": reference).
         flow_weights: weights of the BN-Inception flow stream (default: ``weights``).
         device: torch device of the pretrained networks.
         allow_truncated: pad a truncated stream (more than 2 frames / 0.1 s of audio missing) with a

@@ -5,9 +5,18 @@ RegNet (``extract_rgb_flow.py``, followed by the paper's BN-Inception features, 
 between consecutive frames, clips the x/y displacements to +-20 px and maps them linearly to [0, 255]
 (``(f + 20) * 255 / 40``, stored as 8-bit images). :func:`flow_images` does the same in memory.
 
-Methods: ``"tvl1"`` (the reference's; needs ``cv2.optflow`` from ``opencv-contrib-python-headless``;
-~0.7 s per 340 x 256 pair on one core) and ``"farneback"`` (OpenCV core, Gunnar Farneback's polynomial
-expansion, ~40x faster, a different estimator: features from it are not interchangeable with TV-L1's).
+Methods (:data:`METHODS`):
+
+* ``"tvl1"``: the reference, OpenCV's ``DualTVL1OpticalFlow`` with its default parameters (needs
+  ``cv2.optflow`` from ``opencv-contrib-python-headless``; ~0.6 s per 340 x 256 pair on one core).
+* ``"tvl1_fast"``: the same estimator stopped earlier (:data:`TVL1_PRESETS`); see docs/benchmarks.md
+  ("Flow features") for its speed and its agreement with ``"tvl1"``.
+* ``"farneback"``: OpenCV core, Gunnar Farneback's polynomial expansion, ~40x faster, a different
+  estimator: features from it are not interchangeable with TV-L1's.
+
+The frame pairs are independent: they are computed on ``threads`` threads (default ``cv2.getNumThreads()``,
+which the extraction workers set to their share of the cores), OpenCV releasing the GIL; TV-L1 itself is
+single-threaded, and the result does not depend on the thread count.
 
 Alignment: N frames give N - 1 flows; row ``k >= 1`` is the motion from frame ``k - 1`` to frame ``k``
 and row 0 repeats row 1, so the flow rows line up with the RGB rows (frame ``k`` at ``k / 21.5`` s).
@@ -16,10 +25,17 @@ later and leaves N - 1 rows; the datasets pad/trim to 215 rows either way.)
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 BOUND = 20.0
-METHODS = ("tvl1", "farneback")
+# TV-L1 variants: OpenCV DualTVL1OpticalFlow parameters that differ from its defaults (tau 0.25,
+# lambda 0.15, theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner / 10 outer iterations, scale step
+# 0.8, median filter 5); the iterations stop once the mean squared update per pixel is below epsilon^2.
+TVL1_PRESETS = {"tvl1": {}, "tvl1_fast": {"Epsilon": 0.02}}
+METHODS = (*TVL1_PRESETS, "farneback")
 
 
 def _cv2():
@@ -30,13 +46,17 @@ def _cv2():
     return cv2
 
 
-def _flow_fn(method: str):
+def _estimator(method: str):
+    """A new flow function (grey a, grey b) -> (H, W, 2) float32; each thread needs its own (TV-L1 keeps
+    its buffers in the object)."""
     cv2 = _cv2()
-    if method == "tvl1":
+    if method in TVL1_PRESETS:
         if not hasattr(cv2, "optflow"):
-            raise ImportError("flow method 'tvl1' needs cv2.optflow (opencv-contrib-python-headless); "
+            raise ImportError(f"flow method {method!r} needs cv2.optflow (opencv-contrib-python-headless); "
                               "use flow_method='farneback' with plain OpenCV")
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+        for name, value in TVL1_PRESETS[method].items():
+            getattr(tvl1, f"set{name}")(value)
         return lambda a, b: tvl1.calc(a, b, None)
     if method == "farneback":
         return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
@@ -51,13 +71,15 @@ def encode_flow(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
     return np.rint(f).astype(np.uint8)
 
 
-def flow_images(frames: np.ndarray, method: str = "tvl1", bound: float = BOUND) -> np.ndarray:
+def flow_images(frames: np.ndarray, method: str = "tvl1", bound: float = BOUND,
+                threads: int | None = None) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB frames -> (N, H, W, 2) uint8 flow images (x, y), aligned as in the module
     docstring. A single frame gives zero motion (all 128)."""
     frames = _check(frames)
     if len(frames) == 1:
+        _estimator(method)                  # validates the method
         return encode_flow(np.zeros((1, *frames.shape[1:3], 2), np.float32), bound)
-    return flow_rows(frames, np.arange(len(frames)), np.arange(len(frames)), method, bound)
+    return flow_rows(frames, np.arange(len(frames)), np.arange(len(frames)), method, bound, threads)
 
 
 def row_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,24 +88,34 @@ def row_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(rows == 0, 0, rows - 1), np.where(rows == 0, 1, rows)
 
 
-def flow_rows(frames: np.ndarray, frame_ids, rows, method: str = "tvl1", bound: float = BOUND) -> np.ndarray:
+def flow_rows(frames: np.ndarray, frame_ids, rows, method: str = "tvl1", bound: float = BOUND,
+              threads: int | None = None) -> np.ndarray:
     """Flow images of rows ``rows`` (as :func:`flow_images` numbers them) from the frames ``frame_ids``
     (sorted; ``frames[i]`` is frame ``frame_ids[i]``; they must include :func:`row_pairs` of ``rows``)
-    -> (len(rows), H, W, 2) uint8; each distinct pair is computed once."""
+    -> (len(rows), H, W, 2) uint8; each distinct pair is computed once, on ``threads`` threads (default
+    ``cv2.getNumThreads()``; the result is the same for any count)."""
     frames, frame_ids = _check(frames), np.asarray(frame_ids)
-    cv2, calc = _cv2(), _flow_fn(method)
+    cv2 = _cv2()
+    _estimator(method)                      # validates the method before any work
     src, dst = row_pairs(rows)
-    grey, flows = {}, {}
+    pairs = list(dict.fromkeys(zip(src.tolist(), dst.tolist())))
+    grey = {i: cv2.cvtColor(np.ascontiguousarray(frames[np.searchsorted(frame_ids, i)]), cv2.COLOR_RGB2GRAY)
+            for i in sorted({i for p in pairs for i in p})}
+    local = threading.local()
 
-    def gray(i):
-        if i not in grey:
-            grey[i] = cv2.cvtColor(np.ascontiguousarray(frames[np.searchsorted(frame_ids, i)]), cv2.COLOR_RGB2GRAY)
-        return grey[i]
+    def one(pair):
+        if not hasattr(local, "calc"):
+            local.calc = _estimator(method)
+        return encode_flow(local.calc(grey[pair[0]], grey[pair[1]]), bound)
 
-    for a, b in zip(src.tolist(), dst.tolist()):
-        if (a, b) not in flows:
-            flows[a, b] = encode_flow(calc(gray(a), gray(b)), bound)
-    return np.stack([flows[a, b] for a, b in zip(src.tolist(), dst.tolist())])
+    threads = max(1, min(len(pairs), cv2.getNumThreads() if threads is None else int(threads)))
+    if threads == 1:
+        flows = [one(p) for p in pairs]
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="flow") as pool:
+            flows = list(pool.map(one, pairs))
+    at = dict(zip(pairs, flows))
+    return np.stack([at[p] for p in zip(src.tolist(), dst.tolist())])
 
 
 def _check(frames) -> np.ndarray:

@@ -134,7 +134,7 @@ class BNInceptionFeatures(_Pretrained):
 
     Args:
         streams: ("rgb", "flow"), ("rgb",) or ("flow",).
-        flow_method: "tvl1" (reference) or "farneback" (fast approximation).
+        flow_method: a :data:`feature_extraction.flow.METHODS` name ("tvl1": the reference).
         flow_weights: weights of the flow network (default: ``weights``, the ImageNet RGB file whose first
             conv is averaged, as in RegNet).
         size: network input side (224; smaller only for cheap tests).
