@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="GPT inference precision (int8: CPU only)")
+    p.add_argument("--decoder-precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="codebook decoder precision (auto: bf16 with a bf16/int8 GPT on a device with native bf16, "
+                        "e.g. a CPU with AMX; else fp32)")
     p.add_argument("--feature-weights", default=None,
                    help="weights of the visual network the model was trained with (ResNet-50 / BN-Inception)")
     p.add_argument("--feature", default=None,
@@ -133,6 +136,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     pipe.allow_truncated = args.allow_truncated
+    pipe.decoder_precision = args.decoder_precision
     from specvqgan.provenance import ProvenanceError, claim_folder, record_folder
 
     made_by = produced_by(args, pipe)
@@ -192,7 +196,8 @@ def produced_by(args, pipe) -> dict:
                 feature_weights_sha256=path_sha256(pipe.feature_weights),
                 **{k: getattr(args, k) for k in ("samples", "top_k", "top_p", "temperature", "seed", "duration",
                                                  "class_id", "precision", "random_features", "allow_truncated")},
-                **({"guidance_scale": args.guidance_scale} if args.guidance_scale != 1 else {}))
+                **({"guidance_scale": args.guidance_scale} if args.guidance_scale != 1 else {}),
+                **({"decoder_precision": pipe.decoder_precision} if pipe.decoder_precision != "fp32" else {}))
 
 
 def check_length(video, args) -> None:

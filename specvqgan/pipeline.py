@@ -39,6 +39,7 @@ from specvqgan.video_condition import ConditionSpec, GenerationError, condition_
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
+DECODER_PRECISIONS = ("fp32", "bf16")
 __all__ = ["VideoToSound", "GeneratedSound", "GenerationResult", "GenerationError", "ConditionSpec", "Plan"]
 
 
@@ -55,7 +56,7 @@ class GeneratedSound:
         features: (N, D) float32 visual features at 21.5 fps the model was conditioned on (rows the windows
             do not read stay zero; uniform noise for ``random_features``), None for class-only models.
         class_id: the class condition (class-conditioned models), else None. random_features: the control.
-        seconds: wall time per stage ("features", "sampling" = tokens + codebook decoder, "vocoder").
+        seconds: wall time per stage ("features", "tokens" (the GPT), "decoder" (codebook), "vocoder").
     """
 
     video: Path
@@ -104,6 +105,7 @@ class VideoToSound:
         self.feature_weights, self.random_feature_weights = feature_weights, random_feature_weights
         self.allow_truncated = False    # True: pad a truncated video stream (counted warning), not an error
         self.H, self.W = self.model.shape.latent_rows, self.model.shape.latent_cols   # the model's latent grid
+        self.decoder_precision = "auto"
 
     @classmethod
     def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",
@@ -228,6 +230,35 @@ class VideoToSound:
             batch["target"] = torch.tensor([int(class_id)])
         return self.model.get_input(self.model.cond_stage_key, batch)
 
+    # ------------------------------------------------------------------ codebook decoder
+    @property
+    def decoder_precision(self) -> str:
+        """The codebook decoder's precision, "fp32" or "bf16" (bf16: autocast, channels-last, ~4x faster on a
+        CPU with AMX; mel error measured in docs/benchmarks.md). Set "auto" (the default) for bf16 when the
+        GPT runs in reduced precision and the device computes bf16 natively, else fp32."""
+        return self._decoder_precision
+
+    @decoder_precision.setter
+    def decoder_precision(self, value: str) -> None:
+        if value not in ("auto", *DECODER_PRECISIONS):
+            raise GenerationError(f"decoder precision must be 'auto' or one of {DECODER_PRECISIONS}, got {value!r}")
+        if value == "auto":
+            value = "bf16" if self.precision != "fp32" and native_bf16(self.device) else "fp32"
+        # bf16: convolutions in channels-last run oneDNN's bf16 kernels (the weights stay fp32)
+        layout = torch.channels_last if value == "bf16" else torch.contiguous_format
+        self.model.first_stage_model.decoder.to(memory_format=layout)
+        self._decoder_precision = value
+
+    def decode(self, tokens: torch.Tensor, total_cols: int) -> torch.Tensor:
+        """Codebook indices (n, H * total_cols), column-major -> mel (n, 1, 80, 16 * total_cols) float32 in
+        [-1, 1], in :attr:`decoder_precision`."""
+        e_dim = self.model.first_stage_model.quantize.embedding.weight.shape[1]
+        zshape = (tokens.shape[0], e_dim, self.H, total_cols)
+        if self.decoder_precision == "fp32":
+            return self.model.decode_to_img(tokens, zshape)
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
+            return self.model.decode_to_img(tokens, zshape).float()
+
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
     def compute(self, video: str | Path, *, samples: int = 3, top_k: Optional[int] = None, temperature: float = 1.0,
@@ -270,12 +301,14 @@ class VideoToSound:
         times["features"], t0 = time.perf_counter() - t0, time.perf_counter()
         cond = (lambda s: self.condition(plan, s, class_id)) if plan.total_cols > self.W else \
             self.condition(plan, 0, class_id)
-        tokens, mel = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols,
-                                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt,
-                                          progress=progress, window_hop=window_hop, guidance_scale=guidance_scale)
-        mels = ((mel[:, 0, :, :plan.n_frames].float() + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
+        tokens, _ = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols, decode=False,
+                                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt,
+                                        progress=progress, window_hop=window_hop, guidance_scale=guidance_scale)
+        times["tokens"], t0 = time.perf_counter() - t0, time.perf_counter()
+        mel = self.decode(tokens, plan.total_cols)
+        mels = ((mel[:, 0, :, :plan.n_frames] + 1) / 2).clamp(0, 1).cpu().numpy()  # (n, 80, T) in [0, 1]
         require_finite(mels, str(video), "generated mel values")
-        times["sampling"], t0 = time.perf_counter() - t0, time.perf_counter()
+        times["decoder"], t0 = time.perf_counter() - t0, time.perf_counter()
         wavs = np.asarray(self.vocoder.vocode(mels), dtype=np.float32).reshape(samples, -1)  # (n, T * 256)
         require_finite(wavs, str(video), "vocoder waveform samples")
         times["vocoder"] = time.perf_counter() - t0
@@ -307,3 +340,17 @@ class Plan:
     n_frames: int
     total_cols: int
     feats: Optional[np.ndarray]
+
+
+def native_bf16(device: str) -> bool:
+    """``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 / AMX
+    (elsewhere bf16 convolutions are emulated and slower than fp32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:   # an older torch without the probes
+        return False

@@ -192,7 +192,7 @@ class Net2NetTransformer(BaseModel):
                  x: Optional[torch.Tensor] = None, prime_cols: int = 0, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
                  seed: Optional[int] = None, window_hop: int = 1, gpt: Optional[torch.nn.Module] = None,
-                 progress: bool = False, guidance_scale: float = 1.0):
+                 progress: bool = False, guidance_scale: float = 1.0, decode: bool = True):
         """Condition -> (tokens (B*n, H*total_cols), mel (B*n, 1, 80, 16*total_cols) in [-1, 1]).
 
         Args:
@@ -202,6 +202,7 @@ class Net2NetTransformer(BaseModel):
                 ``prime_cols`` columns of the mel x (B, 1, 80, T). gpt: an inference copy from
                 :func:`specvqgan.sampling.prepare_gpt` (bf16/int8), default the fp32 transformer.
             guidance_scale: classifier-free guidance scale (1: off; > 1 needs ``p_uncond > 0`` in training).
+            decode: False -> (tokens, None): the caller decodes (:meth:`decode_to_img`, e.g. in bf16).
             Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.
         """
         if self.shape is None:
@@ -221,6 +222,8 @@ class Net2NetTransformer(BaseModel):
             tokens = sample_tokens(gpt, cond, H * W - (0 if prefix is None else prefix.shape[1]), **kw)
         else:
             tokens = sample_long(gpt, cond, H=H, W=W, total_cols=total_cols, window_hop=window_hop, **kw)
+        if not decode:
+            return tokens, None
         e_dim = self.first_stage_model.quantize.embedding.weight.shape[1]
         mel = self.decode_to_img(tokens, (tokens.shape[0], e_dim, H, total_cols))
         return tokens, mel

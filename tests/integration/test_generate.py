@@ -151,7 +151,7 @@ def test_compute_returns_the_sound_and_writes_nothing(setup, tmp_path, monkeypat
     assert sound.class_id is None and not sound.random_features
     np.testing.assert_array_equal(pipe.condition(pipe.prepare(d / "v2.mp4"), 0)[0].numpy(),
                                   window_features(sound.features, pipe.spec, 0).T)  # the condition used
-    assert list(sound.seconds) == ["features", "sampling", "vocoder"]
+    assert list(sound.seconds) == ["features", "tokens", "decoder", "vocoder"]
     e_dim = pipe.model.first_stage_model.quantize.embedding.weight.shape[1]
     with torch.inference_mode():    # the tokens are the ones behind the mels
         mel = pipe.model.decode_to_img(torch.from_numpy(sound.tokens), (2, e_dim, pipe.H, cols))
@@ -165,8 +165,24 @@ def test_compute_returns_the_sound_and_writes_nothing(setup, tmp_path, monkeypat
         assert mine.parent == tmp_path / "w" and mine.name == theirs.name
         assert mine.read_bytes() == theirs.read_bytes()
     assert _streams(res.mp4_paths[1]) == pytest.approx(_streams(ref.mp4_paths[1]))
-    assert list(res.seconds) == ["features", "sampling", "vocoder", "writing"] and res.sound is sound
+    assert list(res.seconds) == ["features", "tokens", "decoder", "vocoder", "writing"] and res.sound is sound
     np.testing.assert_array_equal(res.wavs[1], sound.wavs[1])
+
+
+def test_bf16_decoder_stays_close_to_fp32(setup):
+    """The codebook decoder in bf16 (channels-last autocast) gives the fp32 mel within bf16 rounding; same
+    tokens (the GPT is untouched); "auto" keeps fp32 for an fp32 GPT; a bad value is one clear error."""
+    d, pipe = setup
+    other = VideoToSound.from_checkpoints(d / "exported.pt")
+    assert other.decoder_precision == "fp32"                       # auto with an fp32 GPT
+    ref = other.compute(d / "v2.mp4", samples=1, seed=5)
+    other.decoder_precision = "bf16"
+    low = other.compute(d / "v2.mp4", samples=1, seed=5)
+    np.testing.assert_array_equal(low.tokens, ref.tokens)
+    err = np.abs(low.mels - ref.mels)
+    assert 0 < err.max() < 0.15 and err.mean() < 0.01, (err.max(), err.mean())   # random weights: worst case
+    with pytest.raises(GenerationError, match="decoder precision must be"):
+        other.decoder_precision = "int8"
 
 
 def test_long_and_short_videos(setup, tmp_path):
