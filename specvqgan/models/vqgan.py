@@ -147,19 +147,20 @@ class VQModel(BaseModel):
     def _has_discriminator(self) -> bool:
         return self.loss is not None and isinstance(getattr(self.loss, "discriminator", None), nn.Module)
 
-    def _check_loss(self) -> None:
+    def _reconstruct(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+        """(x, xrec, qloss, quantizer info) of a training/validation batch (needs the loss)."""
         if self.loss is None:
             raise RuntimeError("VQModel was built with lossconfig=None (inference only); it cannot be trained")
+        x = self.get_input(batch, self.image_key)
+        quant, qloss, info = self.encode(x)
+        return x, self.decode(quant), qloss, info
 
     def _usage_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         counts = torch.bincount(indices.reshape(-1), minlength=self.quantize.n_e)
         return counts, (counts > 0).float().mean()
 
     def training_step(self, batch, batch_idx):
-        self._check_loss()
-        x = self.get_input(batch, self.image_key)
-        quant, qloss, info = self.encode(x)
-        xrec = self.decode(quant)
+        x, xrec, qloss, info = self._reconstruct(batch)
         step = self.batch_step
         opts = self.optimizers()
         opt_ae, opt_disc = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
@@ -194,10 +195,7 @@ class VQModel(BaseModel):
         self._val_counts = torch.zeros(self.quantize.n_e, dtype=torch.long, device=self.device)
 
     def validation_step(self, batch, batch_idx):
-        self._check_loss()
-        x = self.get_input(batch, self.image_key)
-        quant, qloss, info = self.encode(x)
-        xrec = self.decode(quant)
+        x, xrec, qloss, info = self._reconstruct(batch)
         step = self.batch_step
         aeloss, log_ae = self.loss(qloss, x, xrec, 0, step, last_layer=self.get_last_layer(), split="val")
         bs = x.shape[0]

@@ -29,6 +29,28 @@ def _run_mid(mid: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return mid.block_2(mid.attn_1(mid.block_1(h)))
 
 
+def _level(block_in: int, block_out: int, n_blocks: int, with_attn: bool, dropout: float,
+           dims: int) -> tuple[nn.Module, int]:
+    """One resolution level: ``n_blocks`` ResnetBlocks (``block_in -> block_out``, then ``block_out``), each
+    followed by an AttnBlock when ``with_attn`` (keys ``block.i``, ``attn.i``). Returns (level, its out channels)."""
+    level = nn.Module()
+    level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+    for _ in range(n_blocks):
+        level.block.append(ResnetBlock(in_channels=block_in, out_channels=block_out, dropout=dropout, dims=dims))
+        block_in = block_out
+        if with_attn:
+            level.attn.append(AttnBlock(block_in, dims=dims))
+    return level, block_in
+
+
+def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    for i, block in enumerate(level.block):
+        h = block(h)
+        if len(level.attn) > 0:
+            h = level.attn[i](h)
+    return h
+
+
 class Encoder(nn.Module):
     """Conv encoder: ``conv_in``, ``len(ch_mult)`` levels of ``num_res_blocks`` ResnetBlocks (+ attention)
     with a Downsample between levels, a middle block (res-attn-res), GroupNorm, swish, ``conv_out``.
@@ -57,15 +79,8 @@ class Encoder(nn.Module):
         in_ch_mult = (1,) + tuple(ch_mult)
         self.down = nn.ModuleList()
         for i_level in range(self.num_resolutions):
-            block, attn = nn.ModuleList(), nn.ModuleList()
-            block_in, block_out = ch * in_ch_mult[i_level], ch * ch_mult[i_level]
-            for _ in range(num_res_blocks):
-                block.append(ResnetBlock(in_channels=block_in, out_channels=block_out, dropout=dropout, dims=dims))
-                block_in = block_out
-                if curr_res in attn_resolutions:
-                    attn.append(AttnBlock(block_in, dims=dims))
-            down = nn.Module()
-            down.block, down.attn = block, attn
+            down, block_in = _level(ch * in_ch_mult[i_level], ch * ch_mult[i_level], num_res_blocks,
+                                    curr_res in attn_resolutions, dropout, dims)
             if i_level != self.num_resolutions - 1:
                 down.downsample = Downsample(block_in, resamp_with_conv, dims=dims)
                 curr_res = curr_res // 2
@@ -79,10 +94,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for i_level, down in enumerate(self.down):
-            for i_block in range(self.num_res_blocks):
-                h = down.block[i_block](h)
-                if len(down.attn) > 0:
-                    h = down.attn[i_block](h)
+            h = _run_level(down, h)
             if i_level != self.num_resolutions - 1:
                 h = down.downsample(h)
         h = _run_mid(self.mid, h)
@@ -116,15 +128,8 @@ class Decoder(nn.Module):
 
         ups = []
         for i_level in reversed(range(self.num_resolutions)):
-            block, attn = nn.ModuleList(), nn.ModuleList()
-            block_out = ch * ch_mult[i_level]
-            for _ in range(num_res_blocks + 1):
-                block.append(ResnetBlock(in_channels=block_in, out_channels=block_out, dropout=dropout, dims=dims))
-                block_in = block_out
-                if curr_res in attn_resolutions:
-                    attn.append(AttnBlock(block_in, dims=dims))
-            up = nn.Module()
-            up.block, up.attn = block, attn
+            up, block_in = _level(block_in, ch * ch_mult[i_level], num_res_blocks + 1,
+                                  curr_res in attn_resolutions, dropout, dims)
             if i_level != 0:
                 up.upsample = Upsample(block_in, resamp_with_conv, dims=dims)
                 curr_res = curr_res * 2
@@ -138,13 +143,9 @@ class Decoder(nn.Module):
         self.last_z_shape = z.shape
         h = _run_mid(self.mid, self.conv_in(z))
         for i_level in reversed(range(self.num_resolutions)):
-            up = self.up[i_level]
-            for i_block in range(self.num_res_blocks + 1):
-                h = up.block[i_block](h)
-                if len(up.attn) > 0:
-                    h = up.attn[i_block](h)
+            h = _run_level(self.up[i_level], h)
             if i_level != 0:
-                h = up.upsample(h)
+                h = self.up[i_level].upsample(h)
         if self.give_pre_end:
             return h
         return self.conv_out(swish(self.norm_out(h)))
