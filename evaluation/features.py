@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from specvqgan.modules.classifiers.melception import Melception
+from specvqgan.audio import load_mel_stats_txt
+from specvqgan.checkpoint import read
 from specvqgan.checks import require_finite
 from specvqgan.data.transforms import crop_start
 from specvqgan.files import atomic_write
-from specvqgan.checkpoint import read
-from specvqgan.modules.classifiers.vggishish import load_mel_stats_txt
+from specvqgan.modules.classifiers.melception import Melception
 
 logger = logging.getLogger(__name__)
 

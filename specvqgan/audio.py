@@ -185,3 +185,11 @@ class TorchLogMel(nn.Module):
         mel = self.basis @ spec
         db = 20.0 * torch.log10(mel.clamp_min(AMIN)) - REF_DB
         return ((db - MIN_DB) / -MIN_DB).clamp(0.0, 1.0)
+
+
+def load_mel_stats_txt(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a reference stats file (`train_means_stds_melspec_10s_22050hz.txt`: F rows of `mean std`)."""
+    arr = np.loadtxt(path, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f'{path}: expected F rows of "mean std", got an array of shape {arr.shape}')
+    return arr[:, 0].copy(), arr[:, 1].copy()

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from specvqgan.checkpoint import read
-from specvqgan.modules.classifiers.vggishish import (VGG16_CONV_LAYERS, infer_conv_layers, load_mel_stats_txt,
-                                                    make_features)
+from specvqgan.audio import load_mel_stats_txt
+from specvqgan.modules.classifiers.vggishish import VGG16_CONV_LAYERS, infer_conv_layers, make_features
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import logging
 import numpy as np
 import torch
 
-from specvqgan.modules.classifiers.vggishish import compute_mel_stats, load_mel_stats_txt
+from specvqgan.audio import load_mel_stats_txt
+from specvqgan.modules.classifiers.vggishish import compute_mel_stats
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -140,11 +139,3 @@ def compute_mel_stats(mels: Iterable[np.ndarray | torch.Tensor]) -> tuple[np.nda
     if not means:
         raise ValueError('compute_mel_stats got no spectrograms (empty training split?)')
     return torch.cat(means).mean(0).numpy(), torch.cat(stds).mean(0).numpy()
-
-
-def load_mel_stats_txt(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a reference stats file (`train_means_stds_melspec_10s_22050hz.txt`: F rows of `mean std`)."""
-    arr = np.loadtxt(path, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f'{path}: expected F rows of "mean std", got an array of shape {arr.shape}')
-    return arr[:, 0].copy(), arr[:, 1].copy()

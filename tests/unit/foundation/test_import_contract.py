@@ -3,7 +3,7 @@
 Every import counts, function-level ones too; only imports under ``if TYPE_CHECKING:`` (annotations, never
 run) are skipped. The contract is the data below: which group a module belongs to (:data:`GROUPS`) and which
 groups each group may import (:data:`ALLOWED`). On top of it: no import cycle between library modules, none
-between groups, and no Lightning in ``specvqgan.modules`` (pure nn.Modules).
+between groups, and neither Lightning nor checkpoint/download I/O in ``specvqgan.modules`` (pure nn.Modules).
 
 The library (``specvqgan``) is layered bottom-up: ``core`` (config, audio, shapes, checkpoint I/O, files,
 ...), ``modules`` (pure networks), ``losses``, ``sampling``, ``models`` (LightningModules), ``data``, the
@@ -66,8 +66,8 @@ ALLOWED = {
     "cli": _LIBRARY | {"feature_extraction", "vocoder", "evaluation"},
     "tests": _LIBRARY | {"feature_extraction", "vocoder", "evaluation", "cli"},
 }
-#: group -> third-party top-level packages it must not import
-FORBIDDEN_EXTERNAL = {"modules": {"pytorch_lightning", "lightning"}}
+#: group -> packages / modules it must not import although its allowed groups hold them
+FORBIDDEN = {"modules": {"pytorch_lightning", "lightning", "specvqgan.checkpoint", "specvqgan.download"}}
 #: groups whose modules must form no import cycle (the library and its consumers)
 ACYCLIC = _LIBRARY | {"feature_extraction", "vocoder", "evaluation"}
 SCANNED = ("specvqgan", "feature_extraction", "vocoder", "evaluation", "scripts", "tests", "train.py",
@@ -173,9 +173,10 @@ def violations(root: Path) -> list[str]:
     for src, dst, line in edges:
         gs = group_of(src)
         where = f"{mods[src].relative_to(root)}:{line}"
+        name = dst.removeprefix("<external>.")
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN.get(gs, ())):
+            found.append(f"{where}: {src} ({gs}) imports {name}, forbidden in {gs}")
         if dst.startswith("<external>."):
-            if dst.split(".", 1)[1] in FORBIDDEN_EXTERNAL.get(gs, ()):
-                found.append(f"{where}: {src} ({gs}) imports {dst.split('.', 1)[1]}, forbidden in {gs}")
             continue
         gd = group_of(dst)
         if gs != gd and gd not in ALLOWED.get(gs, ()):
@@ -220,7 +221,8 @@ def test_the_checker_flags_a_violating_tree(tmp_path):
         "specvqgan/config.py": "import numpy\n",
         "specvqgan/modules/__init__.py": "",
         "specvqgan/modules/net.py": "from specvqgan import config\ndef f():\n    from ..models import m\n"
-                                    "import pytorch_lightning\n",
+                                    "import pytorch_lightning\nfrom specvqgan.checkpoint import read\n",
+        "specvqgan/checkpoint.py": "",
         "specvqgan/models/__init__.py": "",
         "specvqgan/models/m.py": "from specvqgan.modules.net import f\n",
         "specvqgan/a.py": "def g():\n    import scripts.tool\n    from specvqgan import b\n",
@@ -235,6 +237,7 @@ def test_the_checker_flags_a_violating_tree(tmp_path):
     expected = [
         "specvqgan.modules.net (modules) imports specvqgan.models.m (models)",     # relative, in a function
         "specvqgan.modules.net (modules) imports pytorch_lightning",
+        "specvqgan.modules.net (modules) imports specvqgan.checkpoint, forbidden",
         "specvqgan.a (core) imports scripts.tool (cli)",
         "vocoder.inference (vocoder) imports feature_extraction.extract (feature_extraction)",
         "import cycle between modules: specvqgan.a <-> specvqgan.b",

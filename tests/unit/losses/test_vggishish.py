@@ -5,8 +5,8 @@ import pytorch_lightning as pl
 import torch
 
 from specvqgan.models.vggishish import VGGishishClassifier
-from specvqgan.modules.classifiers.vggishish import (VGGishish, compute_mel_stats, infer_conv_layers,
-                                                    load_mel_stats_txt)
+from specvqgan.audio import load_mel_stats_txt
+from specvqgan.modules.classifiers.vggishish import VGGishish, compute_mel_stats, infer_conv_layers
 
 TINY = dict(conv_layers=[8, 'MP', 16, 'MP', 16], hidden_dim=32, num_classes=3)
 
