@@ -2,31 +2,37 @@
 """Vocoder speed: seconds to vocode 10 s of audio (860 mel frames) with the paper-size MelGAN generator.
 
     python scripts/benchmark_vocoder.py [--repeats 5] [--threads 2] [--compile] [--skip-batch8]
-                                        [--headline fp32|bf16|int8]
+                                        [--headline mixed|fp32|bf16|int8] [--golden PATH]
 
 Rows (CPU; CUDA rows for the eager module when a GPU is present):
   reference      the reference forward: weight norm recomputed every call, eager fp32, ``no_grad``;
   eager fp32     ``nn.Module`` with weight norm folded (``MelGANVocoder(backend="eager")``);
   eager bf16     the same in bf16;
-  fast fp32      ``vocoder.fast.FastGenerator`` (default on CPU): time-major GEMMs, polyphase
+  fast fp32      ``vocoder.fast.FastGenerator`` (``precision="fp32"``): time-major GEMMs, polyphase
                  transposed convs, chunked stages, Winograd F(2,3) for the 128/256-channel k3 convs; exact;
   fast fp32 no Winograd   the same with direct k3 convs everywhere;
+  fast mixed     ``precision="mixed"`` (the default, ``"auto"``, on CPU): fp32 but the stage with the most FLOPs
+                 (128 channels) in bf16; >= 40 dB SNR against fp32 on the golden weights;
   fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed);
   fast int8      ``precision="int8"`` (explicit opt-in, CPU): int8 GEMMs (oneDNN qlinear, AVX512-VNNI) with
                  uint8 activations quantized per chunk (C kernels ``vocoder/csrc/melgan.cpp``); not exact;
   compile fp32   ``torch.compile`` of the folded module (``--compile``; compile time printed).
 Each figure is the median of ``--repeats`` timed runs after a warm-up, the variants interleaved run by run
 (so machine load hits them alike); ``min`` is the fastest run. ``max|diff|`` and SNR are against the
-reference output. GFLOP/s = generator FLOPs (counted from the layer shapes) / time; ``--peak`` also times a
+reference output (random weights); the ``golden SNR`` lines: each fast CPU precision against fast fp32 on the
+golden weights and mel (``--golden``, default ``../shared/reference/golden/melgan.pt``; skipped when absent).
+GFLOP/s = generator FLOPs (counted from the layer shapes) / time; ``--peak`` also times a
 2048^3 matmul in fp32, bf16 and int8 for comparison. Random weights (timing does not depend on them).
-The last line is machine-readable (paper size, batch 1, CPU, the default fp32 path unless ``--headline``):
+The last line is machine-readable (paper size, batch 1, CPU, the default (mixed) path unless ``--headline``):
 ``seconds_per_10s=<x> realtime_factor=<y>``.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,7 +41,8 @@ from vocoder.inference import GriffinLimVocoder, MelGANVocoder
 from vocoder.modules import Generator
 
 CLIP_SECONDS = 10.0
-HEADLINE = {"fp32": "fast fp32 (default)", "bf16": "fast bf16", "int8": "fast int8"}
+HEADLINE = {"mixed": "fast mixed (default)", "fp32": "fast fp32", "bf16": "fast bf16", "int8": "fast int8"}
+GOLDEN = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "golden" / "melgan.pt"
 
 
 def generator_flops(generator: Generator, frames: int) -> float:
@@ -94,7 +101,8 @@ def variants(generator: Generator, device: str, with_compile: bool) -> dict:
            "eager bf16": MelGANVocoder(generator, device=device, precision="bf16", chunk_frames=None,
                                        backend="eager")}
     if device == "cpu":
-        out["fast fp32 (default)"] = MelGANVocoder(generator, chunk_frames=None)
+        out["fast mixed (default)"] = MelGANVocoder(generator, precision="auto", chunk_frames=None)
+        out["fast fp32"] = MelGANVocoder(generator, chunk_frames=None)
         out["fast fp32 no Winograd"] = MelGANVocoder(generator, chunk_frames=None,
                                                      fast_options={"winograd_channels": None})
         out["fast bf16"] = MelGANVocoder(generator, precision="bf16", chunk_frames=None)
@@ -116,8 +124,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--skip-batch8", action="store_true")
     parser.add_argument("--peak", action="store_true", help="also time a 2048^3 matmul (fp32, bf16, int8)")
-    parser.add_argument("--headline", choices=tuple(HEADLINE), default="fp32",
+    parser.add_argument("--headline", choices=tuple(HEADLINE), default="mixed",
                         help="precision of the fast CPU path reported on the last line")
+    parser.add_argument("--golden", type=Path, default=GOLDEN,
+                        help="golden melgan.pt: SNR of each precision against fp32 on its weights and mel")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,8 +163,27 @@ def main() -> None:
     mel = torch.rand(80, MEL_FRAMES_10S)
     gl = time_interleaved({"gl": lambda: GriffinLimVocoder(n_iter=32).vocode(mel)}, 1)["gl"][0]
     print(f"{'Griffin-Lim (32 it.)':22s} {'cpu':6s} {1:5d} {gl:7.3f} {gl:7.3f} {CLIP_SECONDS / gl:10.1f}")
+    if args.golden.is_file():
+        golden_snr(args.golden)
     print(f"headline: {HEADLINE[args.headline]}, paper generator, batch 1, CPU, {torch.get_num_threads()} threads")
     print(f"seconds_per_10s={headline:.4f} realtime_factor={CLIP_SECONDS / headline:.2f}")
+
+
+def golden_snr(path: Path) -> None:
+    """SNR (dB) of each fast CPU precision against fast fp32 on the golden weights (the recipe of
+    tests/unit/vocoder/melgan_golden.py; deterministic, not trained) and mel (1, 80, 256)."""
+    spec = importlib.util.spec_from_file_location("melgan_golden", Path(__file__).resolve().parents[1] / "tests" /
+                                                  "unit" / "vocoder" / "melgan_golden.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    golden = torch.load(path, weights_only=True)
+    generator = Generator(80, ngf=32, n_residual_layers=3).eval()
+    generator.load_state_dict(recipe.golden_state_dict(golden), strict=True)
+    ref = MelGANVocoder(generator).vocode(golden["mel"])
+    print(f"golden fp32 vs the reference wav: max|diff| {(ref - golden['wav'][:, 0]).abs().max().item():.1e}")
+    for precision in ("mixed", "bf16", "int8"):
+        out = MelGANVocoder(generator, precision=precision).vocode(golden["mel"])
+        print(f"golden SNR {precision:5s} {snr_db(out, ref):6.1f} dB  max|diff| {(out - ref).abs().max().item():.1e}")
 
 
 def _no_grad(module: torch.nn.Module, mel: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="GPT inference precision (int8: CPU only)")
+    p.add_argument("--vocoder-precision", default="auto", choices=("auto", "fp32", "mixed", "bf16", "int8"),
+                   help="MelGAN precision (auto: mixed on CPU, >= 40 dB SNR vs fp32 and faster; fp32 exact; "
+                        "docs/vocoder.md)")
     p.add_argument("--decoder-precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="codebook decoder precision (auto: bf16 with a bf16/int8 GPT on a device with native bf16, "
                         "e.g. a CPU with AMX; else fp32)")
@@ -97,7 +100,8 @@ def load_pipeline(args):
     """The VideoToSound of ``--transformer`` or ``--model`` (MissingRelease etc. propagate)."""
     from specvqgan.pipeline import VideoToSound
 
-    common = dict(device=args.device, precision=args.precision, feature=args.feature, trust=args.trust_checkpoint)
+    common = dict(device=args.device, precision=args.precision, feature=args.feature, trust=args.trust_checkpoint,
+                  vocoder_precision=args.vocoder_precision)
     if args.model:
         from specvqgan.pretrained import resolve_model
 
@@ -197,7 +201,9 @@ def produced_by(args, pipe) -> dict:
                 **{k: getattr(args, k) for k in ("samples", "top_k", "top_p", "temperature", "seed", "duration",
                                                  "class_id", "precision", "random_features", "allow_truncated")},
                 **({"guidance_scale": args.guidance_scale} if args.guidance_scale != 1 else {}),
-                **({"decoder_precision": pipe.decoder_precision} if pipe.decoder_precision != "fp32" else {}))
+                **({"decoder_precision": pipe.decoder_precision} if pipe.decoder_precision != "fp32" else {}),
+                **({"vocoder_precision": pipe.vocoder.precision} if getattr(pipe.vocoder, "precision", "fp32") != "fp32"
+                   else {}))
 
 
 def check_length(video, args) -> None:

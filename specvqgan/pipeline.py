@@ -111,7 +111,7 @@ class VideoToSound:
     def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",
                          precision: str = "fp32", feature_weights: str | Path | None = None,
                          feature: Optional[str] = None, random_feature_weights: bool = False,
-                         vocoder_precision: str = "fp32", trust: bool = False) -> "VideoToSound":
+                         vocoder_precision: str = "auto", trust: bool = False) -> "VideoToSound":
         """Load a transformer checkpoint (``train.py`` ``.ckpt``, an exported ``{state_dict, config}`` file or
         the authors' run layout) and a vocoder (MelGAN checkpoint in any layout ``vocoder.inference`` reads,
         or None for Griffin-Lim).
@@ -124,7 +124,8 @@ class VideoToSound:
             feature: visual feature name when the checkpoint does not tell (exported files without a data
                 config and 2048-d features: "resnet50" or "bninception").
             random_feature_weights: allow a pretrained feature network without weights (tests only).
-            vocoder_precision: MelGAN precision, "fp32", "bf16" or "int8" (CPU; :class:`vocoder.MelGANVocoder`).
+            vocoder_precision: MelGAN precision: "auto" (default: "mixed" on CPU, >= 40 dB SNR vs fp32, else
+                "fp32"), "fp32", "mixed", "bf16" or "int8" (:class:`vocoder.MelGANVocoder`, docs/vocoder.md).
             trust: read the transformer and vocoder files in full (``weights_only=False``; they can run code):
                 only for files you trust (docs/checkpoints.md).
         Raises:

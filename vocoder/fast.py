@@ -16,7 +16,8 @@ its ~39 GMAC per 10 s of audio map onto the matrix-multiply units:
   for LeakyReLU + padding windows, the Winograd transforms, the int8 quantization passes and the last
   conv, each in one pass (torch ops without a compiler);
 * precision ``torch.float32`` (default, exact), ``torch.bfloat16`` (GEMMs accumulate in fp32 inside
-  oneDNN/MKL) or ``torch.int8`` (:mod:`vocoder.fast_int8`). Speed and error of each: docs/vocoder.md,
+  oneDNN/MKL), ``torch.int8`` (:mod:`vocoder.fast_int8`), or fp32 with single stages in bf16
+  (``bf16_stages``; :func:`heaviest_stage` is the "mixed" precision of :class:`vocoder.MelGANVocoder`). Speed and error of each: docs/vocoder.md,
   docs/benchmarks.md (``scripts/benchmark_vocoder.py``).
 """
 from __future__ import annotations
@@ -31,7 +32,20 @@ from vocoder.fast_native import load_kernels
 from vocoder.fast_ops import SLOPE, Stage, lrelu_window, pack_block, pack_stage, reflect_rows, stage_chunk
 from vocoder.modules import Generator, ResnetBlock, WNConvTranspose1d, folded_weight
 
-__all__ = ["FastGenerator"]
+__all__ = ["FastGenerator", "heaviest_stage"]
+
+
+def heaviest_stage(generator: Generator) -> int:
+    """Index of the upsampling stage whose residual blocks do the most multiply-adds (C_out^2 x its length;
+    paper generator: 1, the 128-channel stage at 64x the mel rate, ~40 % of the generator's FLOPs)."""
+    stages = [m for m in generator.model if isinstance(m, (nn.ConvTranspose1d, WNConvTranspose1d))]
+    if not stages:
+        raise ValueError("the generator has no upsampling stage")
+    cost, length = [], 1
+    for conv in stages:
+        length *= conv.stride[0]
+        cost.append(conv.out_channels ** 2 * length)
+    return max(range(len(cost)), key=cost.__getitem__)
 
 
 class FastGenerator:
@@ -50,6 +64,8 @@ class FastGenerator:
             where the GEMMs dominate (128-256 channels: ~3-5% of the total here); below, the extra
             transform passes cost more than the saved FLOPs. ``None``: never. (Not used by int8 stages.)
         int8_channels: with ``dtype=torch.int8``, the narrowest stage (output channels) that runs int8.
+        bf16_stages: with ``dtype=torch.float32``, the indices of the upsampling stages (transposed conv + its
+            residual blocks) that run in bf16 (GEMMs accumulate in fp32; the stage output is stored in bf16).
         native: use the C kernels of ``vocoder/csrc/melgan.cpp`` where they can be built (else, or with
             ``False``, the same computations in torch ops; fp32 results agree to ~1e-7).
 
@@ -62,12 +78,14 @@ class FastGenerator:
 
     def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32,
                  chunk_bytes: int | None = 1 << 20, winograd_channels: int | None = 128,
-                 int8_channels: int = 32, native: bool = True):
+                 int8_channels: int = 32, bf16_stages: tuple[int, ...] = (), native: bool = True):
         if dtype not in (torch.float32, torch.bfloat16, torch.int8):
             raise ValueError(f"FastGenerator supports float32 and bfloat16 (or int8 GEMMs), got {dtype}")
         if dtype == torch.int8 and not HAS_QLINEAR:
             raise ValueError("FastGenerator int8 needs oneDNN qlinear ops (torch.ops.onednn.qlinear_pointwise)")
-        self.int8 = dtype == torch.int8
+        if bf16_stages and dtype != torch.float32:
+            raise ValueError(f"FastGenerator bf16_stages needs dtype float32, got {dtype}")
+        self.int8, self.bf16_stages = dtype == torch.int8, tuple(bf16_stages)
         # float dtype of the float stages (and the first conv): bf16 beside int8 stages
         self.dtype = torch.bfloat16 if self.int8 else dtype
         self.winograd_channels, self.chunk_bytes = winograd_channels, chunk_bytes
@@ -86,11 +104,12 @@ class FastGenerator:
             for layer in layers[2:]:
                 if isinstance(layer, (nn.ConvTranspose1d, WNConvTranspose1d)):
                     q = self.int8 and layer.out_channels >= int8_channels
-                    self.stages.append(pack_stage_int8(layer) if q else pack_stage(layer, self._cast, self.dtype))
+                    dt = torch.bfloat16 if len(self.stages) in self.bf16_stages else self.dtype
+                    self.stages.append(pack_stage_int8(layer) if q else pack_stage(layer, _caster(dt), dt))
                 elif isinstance(layer, ResnetBlock):
                     st = self.stages[-1]
                     st.blocks.append(pack_block_int8(layer) if st.int8
-                                     else pack_block(layer, self._cast, self.winograd_channels))
+                                     else pack_block(layer, _caster(st.dtype), self.winograd_channels))
             post = layers[-2]
             w = folded_weight(post)  # (1, C, k)
             self.post_k = w.shape[-1]
@@ -103,7 +122,7 @@ class FastGenerator:
         return None if self.chunk_bytes is None else max(1, self.chunk_bytes // dtype.itemsize)
 
     def _cast(self, t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to(self.dtype).contiguous()
+        return _caster(self.dtype)(t)
 
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
@@ -160,3 +179,8 @@ class FastGenerator:
         z = (p.to(self.post_w.dtype) @ self.post_w).float()  # (rows, k): output t is sum_j z[t + j, j]
         torch.sum(z.as_strided((hi - lo, k), (k, k + 1)), 1, out=wav[lo:hi])
         torch.tanh_(wav[lo:hi].add_(self.post_b))
+
+
+def _caster(dtype: torch.dtype):
+    """t -> a contiguous detached copy of t in ``dtype`` (GEMM operands)."""
+    return lambda t: t.detach().to(dtype).contiguous()

@@ -21,7 +21,7 @@ import yaml
 
 from specvqgan.audio import HOP, N_MELS, SR, mel_to_wav
 from specvqgan.checkpoint import read
-from vocoder.fast import FastGenerator
+from vocoder.fast import FastGenerator, heaviest_stage
 from vocoder.modules import Generator
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 REFERENCE_ARGS = {"n_mel_channels": 80, "ngf": 32, "n_residual_layers": 3}  # vocoder/logs/vggsound/args.yml
 INPUT_RANGES = ("0,1", "-1,1")
 BACKENDS = ("auto", "fast", "eager")
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "mixed")
+#: "auto": the measured best quality/speed choice (docs/vocoder.md): "mixed" on the fast CPU backend (>= 40 dB SNR
+#: against fp32 on the golden weights, ~25 % faster), else "fp32"; the default of the CLIs and the pipeline
+AUTO_PRECISION = "auto"
 WHAT = "vocoder checkpoint"
 
 
@@ -149,8 +152,10 @@ class MelGANVocoder:
         device: where to run. precision: ``"fp32"`` (matches the reference ~1e-6), ``"bf16"``
             (~2x faster on CPUs with AVX512-BF16/AMX; not exact: max abs error ~1e-3 on random weights,
             1e-2 on the golden weights and mel) or ``"int8"`` (CPU fast backend only: int8 GEMMs with
-            per-chunk activation scales for the wide stages, bf16 elsewhere; see docs/vocoder.md
-            for its speed and error).
+            per-chunk activation scales for the wide stages, bf16 elsewhere) or ``"mixed"`` (CPU fast
+            backend only: fp32 except the stage with the most FLOPs in bf16, >= 40 dB SNR against fp32 on
+            the golden weights); ``"auto"``: ``"mixed"`` where the fast backend runs, else ``"fp32"``.
+            Speed and error of each: docs/vocoder.md.
         chunk_frames: vocode inputs longer than this in overlapping chunks (exact: each chunk carries
             ``CONTEXT_FRAMES`` of context on both sides, more than the generator's receptive field);
             bounds memory for long audio. ``None``: never chunk.
@@ -165,8 +170,8 @@ class MelGANVocoder:
 
     def __init__(self, generator: Generator, device: str | torch.device = "cpu", precision: str = "fp32",
                  chunk_frames: int | None = 2048, backend: str = "auto", fast_options: Mapping | None = None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision not in PRECISIONS + (AUTO_PRECISION,):
+            raise ValueError(f"precision must be {AUTO_PRECISION!r} or one of {PRECISIONS}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if generator.hop_length != HOP:
@@ -175,8 +180,10 @@ class MelGANVocoder:
         if backend == "fast" and self.device.type != "cpu":
             raise ValueError(f"backend 'fast' runs on the CPU only, got device {self.device}")
         use_fast = backend == "fast" or (backend == "auto" and self.device.type == "cpu")
-        if precision == "int8" and not use_fast:
-            raise ValueError("precision 'int8' needs the fast CPU backend (backend 'fast' or 'auto' on the CPU)")
+        if precision == AUTO_PRECISION:
+            precision = "mixed" if use_fast else "fp32"
+        if precision in ("int8", "mixed") and not use_fast:
+            raise ValueError(f"precision {precision!r} needs the fast CPU backend (backend 'fast' or 'auto' on the CPU)")
         gen = _folded_copy(generator)
         # int8: the mel stays fp32 here (FastGenerator casts it for its bf16 first conv)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -184,7 +191,8 @@ class MelGANVocoder:
         self.fast = None
         if use_fast:
             fast_dtype = torch.int8 if precision == "int8" else self.dtype
-            self.fast = FastGenerator(gen, fast_dtype, **dict(fast_options or {}))
+            options = {"bf16_stages": (heaviest_stage(gen),)} if precision == "mixed" else {}
+            self.fast = FastGenerator(gen, fast_dtype, **{**options, **dict(fast_options or {})})
         self.precision = precision
         self.chunk_frames = chunk_frames
         self.hop_length = HOP

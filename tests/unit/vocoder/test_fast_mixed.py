@@ -1,0 +1,68 @@
+"""The "mixed" precision (fp32, the stage with the most FLOPs in bf16) and "auto", the default of the CLIs and the
+pipeline: its SNR against fp32 on the golden weights is at least the documented 40 dB; fp32 stays exact."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vocoder.fast import FastGenerator, heaviest_stage
+from vocoder.inference import MelGANVocoder
+from vocoder.modules import Generator
+
+from melgan_golden import golden_state_dict
+
+MIXED_MIN_SNR_DB = 40.0  # docs/vocoder.md: 41.4 dB measured on the golden weights and mel
+
+
+def _snr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(10 * torch.log10(ref.pow(2).sum() / (out - ref).pow(2).sum()))
+
+
+@pytest.fixture(scope="module")
+def golden_generator(reference_dir):
+    golden = torch.load(reference_dir / "golden" / "melgan.pt")
+    gen = Generator(80, 32, 3).eval()
+    gen.load_state_dict(golden_state_dict(golden), strict=True)
+    return gen, golden
+
+
+def test_heaviest_stage():
+    assert heaviest_stage(Generator(80, 32, 3)) == 1  # 128 channels at 64x the mel rate
+    assert heaviest_stage(Generator(80, 8, 1, ratios=(2, 8))) == 1
+
+
+def test_auto_is_mixed_on_cpu_and_fp32_is_exact(golden_generator):
+    gen, golden = golden_generator
+    mel = golden["mel"][0].numpy()  # (80, 256)
+    auto = MelGANVocoder(gen, precision="auto")
+    assert auto.precision == "mixed" and auto.fast.bf16_stages == (1,)
+    assert [st.dtype for st in auto.fast.stages] == [torch.float32, torch.bfloat16, torch.float32, torch.float32]
+    assert MelGANVocoder(gen, precision="auto", backend="eager").precision == "fp32"
+    ref = MelGANVocoder(gen, precision="fp32").vocode(mel)
+    np.testing.assert_allclose(ref, golden["wav"][0, 0].numpy(), atol=1e-5, rtol=0)  # fp32: the reference output
+    out = auto.vocode(mel)
+    assert out.shape == ref.shape == (256 * 256,) and out.dtype == np.float32
+    assert _snr_db(torch.from_numpy(out), torch.from_numpy(ref)) >= MIXED_MIN_SNR_DB
+
+
+def test_mixed_snr_on_a_second_clip(golden_generator, reference_dir):
+    """The same bound on another real mel (a different VGGSound clip), batch of 2, chunked vocoding."""
+    gen, _ = golden_generator
+    mels = sorted((reference_dir / "data" / "vggsound" / "melspec_10s_22050hz").glob("*_mel.npy"))
+    mel = np.stack([np.load(p)[:, 6:6 + 300].astype(np.float32) for p in mels[1:3]])  # (2, 80, 300)
+    ref = torch.from_numpy(MelGANVocoder(gen, precision="fp32", chunk_frames=128).vocode(mel))
+    out = torch.from_numpy(MelGANVocoder(gen, precision="mixed", chunk_frames=128).vocode(mel))
+    assert out.shape == ref.shape == (2, 300 * 256)
+    for o, r in zip(out, ref):
+        assert _snr_db(o, r) >= MIXED_MIN_SNR_DB
+
+
+def test_bf16_stages_option_errors():
+    gen = Generator(80, 4, 1).eval()
+    with pytest.raises(ValueError, match="bf16_stages"):
+        FastGenerator(gen, torch.bfloat16, bf16_stages=(0,))
+    with pytest.raises(ValueError, match="fast CPU backend"):
+        MelGANVocoder(gen, precision="mixed", backend="eager")
+    with pytest.raises(ValueError, match="precision must be"):
+        MelGANVocoder(gen, precision="fp16")
