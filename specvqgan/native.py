@@ -182,3 +182,17 @@ def _load(name: str, source: Path) -> Optional[ctypes.CDLL]:
     except (OSError, RuntimeError) as e:
         warnings.warn(f'specvqgan.native: the {name} kernel is unavailable, using pure torch: {e}')
         return None
+
+
+def native_bf16(device: str) -> bool:
+    """``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 / AMX
+    (elsewhere bf16 convolutions are emulated and slower than fp32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:   # an older torch without the probes
+        return False

@@ -32,6 +32,7 @@ import torch
 
 from specvqgan.audio import HOP, SR
 from specvqgan.checks import require_finite
+from specvqgan.native import native_bf16
 from specvqgan.outputs import GenerationResult, write_sound
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
 from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, used_rows, window_features
@@ -341,17 +342,3 @@ class Plan:
     n_frames: int
     total_cols: int
     feats: Optional[np.ndarray]
-
-
-def native_bf16(device: str) -> bool:
-    """``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 / AMX
-    (elsewhere bf16 convolutions are emulated and slower than fp32)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if dev.type != "cpu":
-        return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:   # an older torch without the probes
-        return False

@@ -21,6 +21,7 @@ import yaml
 
 from specvqgan.audio import HOP, N_MELS, SR, mel_to_wav
 from specvqgan.checkpoint import read
+from specvqgan.native import native_bf16
 from vocoder.fast import FastGenerator, heaviest_stage
 from vocoder.modules import Generator
 
@@ -30,8 +31,9 @@ REFERENCE_ARGS = {"n_mel_channels": 80, "ngf": 32, "n_residual_layers": 3}  # vo
 INPUT_RANGES = ("0,1", "-1,1")
 BACKENDS = ("auto", "fast", "eager")
 PRECISIONS = ("fp32", "bf16", "int8", "mixed")
-#: "auto": the measured best quality/speed choice (docs/vocoder.md): "mixed" on the fast CPU backend (>= 40 dB SNR
-#: against fp32 on the golden weights, ~25 % faster), else "fp32"; the default of the CLIs and the pipeline
+#: "auto": the measured best quality/speed choice (docs/vocoder.md): "mixed" on the fast CPU backend of a CPU with
+#: native bf16 (>= 40 dB SNR against fp32 on the golden weights, ~25 % faster), else "fp32"; the CLIs' and the
+#: pipeline's default
 AUTO_PRECISION = "auto"
 WHAT = "vocoder checkpoint"
 
@@ -154,7 +156,8 @@ class MelGANVocoder:
             1e-2 on the golden weights and mel) or ``"int8"`` (CPU fast backend only: int8 GEMMs with
             per-chunk activation scales for the wide stages, bf16 elsewhere) or ``"mixed"`` (CPU fast
             backend only: fp32 except the stage with the most FLOPs in bf16, >= 40 dB SNR against fp32 on
-            the golden weights); ``"auto"``: ``"mixed"`` where the fast backend runs, else ``"fp32"``.
+            the golden weights); ``"auto"``: ``"mixed"`` where the fast backend runs on a CPU with native bf16
+            (AVX512-BF16 / AMX), else ``"fp32"``.
             Speed and error of each: docs/vocoder.md.
         chunk_frames: vocode inputs longer than this in overlapping chunks (exact: each chunk carries
             ``CONTEXT_FRAMES`` of context on both sides, more than the generator's receptive field);
@@ -180,8 +183,8 @@ class MelGANVocoder:
         if backend == "fast" and self.device.type != "cpu":
             raise ValueError(f"backend 'fast' runs on the CPU only, got device {self.device}")
         use_fast = backend == "fast" or (backend == "auto" and self.device.type == "cpu")
-        if precision == AUTO_PRECISION:
-            precision = "mixed" if use_fast else "fp32"
+        if precision == AUTO_PRECISION:  # mixed needs native bf16 (emulated bf16 is slower than fp32)
+            precision = "mixed" if use_fast and native_bf16("cpu") else "fp32"
         if precision in ("int8", "mixed") and not use_fast:
             raise ValueError(f"precision {precision!r} needs the fast CPU backend (backend 'fast' or 'auto' on the CPU)")
         gen = _folded_copy(generator)

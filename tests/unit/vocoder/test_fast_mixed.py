@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from specvqgan.native import native_bf16
 from vocoder.fast import FastGenerator, heaviest_stage
 from vocoder.inference import MelGANVocoder
 from vocoder.modules import Generator
@@ -32,10 +33,11 @@ def test_heaviest_stage():
     assert heaviest_stage(Generator(80, 8, 1, ratios=(2, 8))) == 1
 
 
-def test_auto_is_mixed_on_cpu_and_fp32_is_exact(golden_generator):
+def test_auto_and_mixed_snr_and_fp32_is_exact(golden_generator):
     gen, golden = golden_generator
     mel = golden["mel"][0].numpy()  # (80, 256)
-    auto = MelGANVocoder(gen, precision="auto")
+    assert MelGANVocoder(gen, precision="auto").precision == ("mixed" if native_bf16("cpu") else "fp32")
+    auto = MelGANVocoder(gen, precision="mixed")
     assert auto.precision == "mixed" and auto.fast.bf16_stages == (1,)
     assert [st.dtype for st in auto.fast.stages] == [torch.float32, torch.bfloat16, torch.float32, torch.float32]
     assert MelGANVocoder(gen, precision="auto", backend="eager").precision == "fp32"
