@@ -59,8 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="GPT inference precision (int8: CPU only)")
     p.add_argument("--vocoder-precision", default="auto", choices=("auto", "fp32", "mixed", "bf16", "int8"),
-                   help="MelGAN precision (auto: mixed on CPU, >= 40 dB SNR vs fp32 and faster; fp32 exact; "
-                        "docs/vocoder.md)")
+                   help="MelGAN precision (auto: mixed on a CPU with native bf16, >= 40 dB SNR vs fp32 and "
+                        "faster; fp32 exact; docs/vocoder.md)")
     p.add_argument("--decoder-precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="codebook decoder precision (auto: bf16 with a bf16/int8 GPT on a device with native bf16, "
                         "e.g. a CPU with AMX; else fp32)")

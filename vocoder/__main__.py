@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
     parser.add_argument("--input-range", default="0,1", choices=["0,1", "-1,1"], help="scale of the mel values")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed", "bf16", "int8"],
-                        help="MelGAN precision: auto (default) = mixed on the CPU fast backend, else fp32; fp32 exact; "
-                             "mixed >= 40 dB SNR vs fp32; bf16 / int8 faster, not exact (docs/vocoder.md)")
+                        help="MelGAN precision: auto (default) = mixed on a CPU with native bf16, else fp32; "
+                             "fp32 exact; mixed >= 40 dB SNR vs fp32; bf16 / int8 faster, not exact (docs/vocoder.md)")
     parser.add_argument("--device", default="cpu", help="torch device for MelGAN (cpu, cuda)")
     parser.add_argument("--backend", default="auto", choices=["auto", "fast", "eager"],
                         help="MelGAN implementation: auto = vocoder.fast on CPU, the nn.Module elsewhere")
