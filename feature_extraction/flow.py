@@ -11,6 +11,8 @@ Methods (:data:`METHODS`):
   ``cv2.optflow`` from ``opencv-contrib-python-headless``; ~0.6 s per 340 x 256 pair on one core).
 * ``"tvl1_fast"``: the same estimator stopped earlier (:data:`TVL1_PRESETS`); see docs/benchmarks.md
   ("Flow features") for its speed and its agreement with ``"tvl1"``.
+* ``"tvl1_torch"``: :mod:`feature_extraction.flow_torch`, the same TV-L1 scheme in torch, all pairs of a
+  chunk in one batch on ``device`` (default: CUDA when available): the GPU path (untested on a GPU so far).
 * ``"farneback"``: OpenCV core, Gunnar Farneback's polynomial expansion, ~40x faster, a different
   estimator: features from it are not interchangeable with TV-L1's.
 
@@ -35,7 +37,8 @@ BOUND = 20.0
 # lambda 0.15, theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner / 10 outer iterations, scale step
 # 0.8, median filter 5); the iterations stop once the mean squared update per pixel is below epsilon^2.
 TVL1_PRESETS = {"tvl1": {}, "tvl1_fast": {"Epsilon": 0.02}}
-METHODS = (*TVL1_PRESETS, "farneback")
+METHODS = (*TVL1_PRESETS, "tvl1_torch", "farneback")
+TORCH_BATCH = 32     # frame pairs per tvl1_torch batch (~0.5 GB at 340 x 256)
 
 
 def _cv2():
@@ -58,6 +61,8 @@ def _estimator(method: str):
         for name, value in TVL1_PRESETS[method].items():
             getattr(tvl1, f"set{name}")(value)
         return lambda a, b: tvl1.calc(a, b, None)
+    if method == "tvl1_torch":
+        return None
     if method == "farneback":
         return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
                                                          iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
@@ -72,14 +77,14 @@ def encode_flow(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
 
 
 def flow_images(frames: np.ndarray, method: str = "tvl1", bound: float = BOUND,
-                threads: int | None = None) -> np.ndarray:
+                threads: int | None = None, device=None) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB frames -> (N, H, W, 2) uint8 flow images (x, y), aligned as in the module
     docstring. A single frame gives zero motion (all 128)."""
     frames = _check(frames)
     if len(frames) == 1:
         _estimator(method)                  # validates the method
         return encode_flow(np.zeros((1, *frames.shape[1:3], 2), np.float32), bound)
-    return flow_rows(frames, np.arange(len(frames)), np.arange(len(frames)), method, bound, threads)
+    return flow_rows(frames, np.arange(len(frames)), np.arange(len(frames)), method, bound, threads, device)
 
 
 def row_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,11 +94,12 @@ def row_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def flow_rows(frames: np.ndarray, frame_ids, rows, method: str = "tvl1", bound: float = BOUND,
-              threads: int | None = None) -> np.ndarray:
+              threads: int | None = None, device=None) -> np.ndarray:
     """Flow images of rows ``rows`` (as :func:`flow_images` numbers them) from the frames ``frame_ids``
     (sorted; ``frames[i]`` is frame ``frame_ids[i]``; they must include :func:`row_pairs` of ``rows``)
     -> (len(rows), H, W, 2) uint8; each distinct pair is computed once, on ``threads`` threads (default
-    ``cv2.getNumThreads()``; the result is the same for any count)."""
+    ``cv2.getNumThreads()``; the result is the same for any count); ``device``: torch device of
+    ``"tvl1_torch"`` (default CUDA when available, else CPU)."""
     frames, frame_ids = _check(frames), np.asarray(frame_ids)
     cv2 = _cv2()
     _estimator(method)                      # validates the method before any work
@@ -109,13 +115,30 @@ def flow_rows(frames: np.ndarray, frame_ids, rows, method: str = "tvl1", bound: 
         return encode_flow(local.calc(grey[pair[0]], grey[pair[1]]), bound)
 
     threads = max(1, min(len(pairs), cv2.getNumThreads() if threads is None else int(threads)))
-    if threads == 1:
+    if method == "tvl1_torch":
+        flows = _torch_pairs(grey, pairs, bound, device)
+    elif threads == 1:
         flows = [one(p) for p in pairs]
     else:
         with ThreadPoolExecutor(threads, thread_name_prefix="flow") as pool:
             flows = list(pool.map(one, pairs))
     at = dict(zip(pairs, flows))
     return np.stack([at[p] for p in zip(src.tolist(), dst.tolist())])
+
+
+def _torch_pairs(grey: dict, pairs: list, bound: float, device) -> list[np.ndarray]:
+    import torch
+
+    from feature_extraction.flow_torch import tvl1_flow
+
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    out = []
+    for i in range(0, len(pairs), TORCH_BATCH):
+        chunk = pairs[i:i + TORCH_BATCH]
+        a = torch.from_numpy(np.stack([grey[p[0]] for p in chunk])).to(device)
+        b = torch.from_numpy(np.stack([grey[p[1]] for p in chunk])).to(device)
+        out.extend(encode_flow(tvl1_flow(a, b).cpu().numpy(), bound))
+    return out
 
 
 def _check(frames) -> np.ndarray:
