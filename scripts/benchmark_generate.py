@@ -7,17 +7,19 @@ The model is a paper-size release in the authors' layout (``<run>/checkpoints/ep
 config + ``<run>/configs/<time>-project.yaml``): GPT 24 x 1024 (16 heads) over the VGGSound codebook (1024
 codes), conditioned on 5 ResNet-50 features (the "5 feats ResNet50" row of the paper), random weights
 (the speed does not depend on them), written once into ``--workdir`` with random ResNet-50 weights in the
-torchvision layout. ``--transformer`` / ``--feature-weights`` take real files instead.
+torchvision layout. ``--transformer`` / ``--feature-weights`` take real files instead. Its inference bundle
+(``python -m specvqgan.export``, docs/export.md) is exported once into ``--workdir`` (``--no-bundle``: skip).
 The video defaults to a real VGGSound clip of ``../shared/reference`` (a synthetic 10 s clip otherwise).
 
 Timed, in this order:
   1. the CLI from a cold process (``python scripts/generate.py ... --samples 1``: imports, loading, features,
-     sampling, vocoder, writing the wav/png/npy/mp4), wall time of the subprocess;
-  2. in-process: ``VideoToSound.from_checkpoints`` (loading + inference copy), then ``generate`` twice (the
-     second is "each further video"), by stage;
+     sampling, vocoder, writing the wav/png/npy/mp4), wall time and peak RSS of the subprocess: on the
+     bundle, then on the checkpoint;
+  2. in-process: ``VideoToSound.from_checkpoints`` of the checkpoint (loading + inference copy, then freed) and
+     of the bundle, then ``generate`` twice on the bundle (the second is "each further video"), by stage;
   3. the bare sampler on the same inference copy and condition: ``sample_tokens`` of the 265 tokens.
 
-The last line is machine-readable:
+The last line is machine-readable (e2e: the bundle's cold CLI, the best path; the checkpoint's without one):
     e2e_seconds=<cold CLI> sampler_seconds=<bare sampling> ratio=<e2e / sampler>
 """
 from __future__ import annotations
@@ -95,19 +97,44 @@ def cli_args(args, ckpt: Path, resnet: Path, out: Path) -> list[str]:
     return cmd + (["--vocoder", str(args.vocoder)] if args.vocoder else [])
 
 
-def time_cli(args, ckpt: Path, resnet: Path, out: Path) -> float:
-    """Wall seconds of ``python scripts/generate.py`` in a fresh process (median of ``--cli-repeats``)."""
+def run_timed(cmd: list[str], log: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GB, stdout) of ``cmd`` in a fresh process (PYTHONPATH = this checkout)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    times = []
-    for _ in range(args.cli_repeats):
+    with open(log, "w+") as out:
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "generate.py"), *cli_args(args, ckpt, resnet, out)],
-                              env=env, capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
-        if proc.returncode != 0:
-            raise SystemExit(f"generate.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        print(proc.stdout.strip().splitlines()[-1], flush=True)
-    return sorted(times)[len(times) // 2]
+        proc = subprocess.Popen([sys.executable, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:2])} failed ({proc.returncode}): {text.strip()[-2000:]}")
+    return seconds, usage.ru_maxrss / 2 ** 20, text
+
+
+def time_cli(args, ckpt: Path, resnet: Path, out: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS GB) of ``python scripts/generate.py`` in a fresh process (median of
+    ``--cli-repeats``)."""
+    runs = []
+    for _ in range(args.cli_repeats):
+        seconds, rss, text = run_timed([str(ROOT / "scripts" / "generate.py"), *cli_args(args, ckpt, resnet, out)],
+                                       out.parent / "cli.log")
+        runs.append((seconds, rss))
+        print(text.strip().splitlines()[-1], flush=True)
+    return sorted(runs)[len(runs) // 2]
+
+
+def bundle_of(args, ckpt: Path, workdir: Path) -> Path:
+    """The inference bundle of ``ckpt`` at ``--precision`` in ``workdir`` (exported once; again when the
+    checkpoint is newer)."""
+    path = workdir / f"{ckpt.stem}-{args.precision}.bundle.pt"
+    if not path.is_file() or path.stat().st_mtime < ckpt.stat().st_mtime:
+        seconds, rss, _ = run_timed(["-m", "specvqgan.export", str(ckpt), str(path), "--precision", args.precision],
+                                    workdir / "export.log")
+        print(f"exported {path} ({path.stat().st_size / 1e9:.2f} GB) in {seconds:.1f} s, peak RSS {rss:.1f} GB",
+              flush=True)
+    return path
 
 
 def main() -> None:
@@ -122,6 +149,7 @@ def main() -> None:
     p.add_argument("--cli-repeats", type=int, default=1, help="cold CLI runs (median)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-cli", action="store_true", help="in-process timings only")
+    p.add_argument("--no-bundle", action="store_true", help="time the checkpoint only (no inference bundle)")
     p.add_argument("--omp-wait-policy", default="default", choices=("default", "passive", "active"),
                    help="OpenMP idle threads for both parts (passive on a CPU shared with busy processes)")
     args = p.parse_args()
@@ -140,18 +168,31 @@ def main() -> None:
         ckpt, resnet = build_release(workdir)
     gc.collect()
     out = workdir / "out"
+    out.mkdir(parents=True, exist_ok=True)
     print(f"CPU, {args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
           f"{args.precision}; video {args.video}; model {ckpt}", flush=True)
-    rows = []
-    e2e = float("nan") if args.skip_cli else time_cli(args, ckpt, resnet, out)
-    rows.append(("cold CLI, one 10 s video -> mp4 (1 sample)", e2e))
+    bundle = None if args.no_bundle else bundle_of(args, ckpt, workdir)
+    rows, rss = [], []
+    for name, path in (("bundle", bundle), ("checkpoint", ckpt)):
+        if path is not None and not args.skip_cli:
+            seconds, peak = time_cli(args, path, resnet, out)
+            rows.append((f"cold CLI on the {name}, one 10 s video -> mp4 (1 sample)", seconds))
+            rss.append(f"CLI on the {name} {peak:.1f} GB")
+    e2e = rows[0][1] if rows else float("nan")
 
     from specvqgan.pipeline import VideoToSound
     from specvqgan.sampling import sample_tokens
 
+    load = dict(vocoder=args.vocoder, precision=args.precision, feature_weights=resnet)
+    if bundle is not None:
+        t = time.perf_counter()
+        VideoToSound.from_checkpoints(ckpt, **load)
+        rows.append(("in-process: checkpoint load + inference copy", time.perf_counter() - t))
+        gc.collect()
     t = time.perf_counter()
-    pipe = VideoToSound.from_checkpoints(ckpt, args.vocoder, precision=args.precision, feature_weights=resnet)
-    rows.append(("in-process: load + inference copy", time.perf_counter() - t))
+    pipe = VideoToSound.from_checkpoints(bundle or ckpt, **load)
+    rows.append((f"in-process: {'bundle' if bundle else 'checkpoint'} load (+ inference copy)",
+                 time.perf_counter() - t))
     for k in range(2):
         t = time.perf_counter()
         res = pipe.generate(args.video, out, samples=1, seed=k)
@@ -170,10 +211,10 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
     rows.append((f"bare sampler ({steps} tokens, same model and condition)", best))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    print(f"\n{'stage':58} {'seconds':>8}")
+    print(f"\n{'stage':62} {'seconds':>8}")
     for name, s in rows:
-        print(f"{name:58} {s:8.2f}")
-    print(f"(peak RSS of the in-process part {peak:.1f} GB)")
+        print(f"{name:62} {s:8.2f}")
+    print(f"(peak RSS: {', '.join(rss + [f'in-process part {peak:.1f} GB'])})")
     print(f"e2e_seconds={e2e:.2f} sampler_seconds={best:.2f} ratio={e2e / best:.2f}")
 
 

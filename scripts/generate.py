@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--video", nargs="+", required=True, help="input video file(s) and/or folder(s) (recursive)")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--transformer", help="transformer checkpoint (train.py .ckpt or exported)")
+    which.add_argument("--transformer", help="transformer checkpoint (train.py .ckpt or exported) or inference "
+                                             "bundle (python -m specvqgan.export, docs/export.md)")
     which.add_argument("--model", help="the authors' release name or alias, e.g. vggsound (python -m "
                                        "specvqgan.download --list); brings its MelGAN and feature weights")
     p.add_argument("--download", action="store_true", help="with --model: fetch missing files into the cache")
@@ -56,8 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="pad a truncated video stream (a counted warning) instead of failing it")
     p.add_argument("--class-id", type=int, default=None, help="class index for class-conditioned models")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="GPT inference precision (int8: CPU only)")
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "int8"),
+                   help="GPT inference precision (int8: CPU only); default: fp32, or the bundle's own")
     p.add_argument("--vocoder-precision", default="auto", choices=("auto", "fp32", "mixed", "bf16", "int8"),
                    help="MelGAN precision (auto: mixed on a CPU with native bf16, >= 40 dB SNR vs fp32 and "
                         "faster; fp32 exact; docs/vocoder.md)")
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
         return 2
     pipe.allow_truncated = args.allow_truncated
     pipe.decoder_precision = args.decoder_precision
+    args.precision = pipe.precision     # the default: fp32, or a bundle's own
     from specvqgan.provenance import ProvenanceError, claim_folder, record_folder
 
     made_by = produced_by(args, pipe)

@@ -263,6 +263,29 @@ def instantiate(config: Mapping, path: str | Path) -> Any:
         raise ConfigError(f"checkpoint {path}: {err}") from None
 
 
+@contextlib.contextmanager
+def meta_device() -> Iterator[None]:
+    """``with torch.device("meta")`` whose in-place initialisations (``normal_``, ``uniform_``, ``fill_``,
+    ``zero_``, ``torch.nn.init.*`` of the modules' constructors) are skipped on meta tensors: they have no
+    data, and torch runs them through Python decompositions that import ``torch._dynamo`` (seconds at start-up)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    skipped = {getattr(torch.Tensor, n) for n in ("normal_", "uniform_", "fill_", "zero_", "exponential_",
+                                                  "bernoulli_", "random_", "log_normal_", "geometric_", "cauchy_")}
+
+    class _SkipMetaInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            init = func in skipped or getattr(func, "__module__", "") == "torch.nn.init"
+            target = args[0] if args else (kwargs or {}).get("tensor")   # torch.nn.init passes tensor=...
+            if init and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), _SkipMetaInit():
+        yield
+
+
 def instantiate_loaded(config: Mapping, state_dict: Mapping, path: str | Path, strict: bool = True) -> Any:
     """``instantiate`` + ``load_state_dict(strict)`` without the random initialisation and the copy: the
     model is built on the meta device and takes the checkpoint's tensors themselves (memory-mapped when
@@ -272,7 +295,7 @@ def instantiate_loaded(config: Mapping, state_dict: Mapping, path: str | Path, s
     import itertools
 
     import torch
-    with torch.device("meta"):
+    with meta_device():
         model = instantiate(config, path)
     own = model.state_dict()
     sd = {k: v.to(own[k].dtype) if k in own and torch.is_tensor(v) and v.dtype != own[k].dtype else v

@@ -35,7 +35,7 @@ from specvqgan.checks import require_finite
 from specvqgan.native import native_bf16
 from specvqgan.outputs import GenerationResult, write_sound
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
-from specvqgan.video_condition import ConditionSpec, GenerationError, condition_spec, used_rows, window_features
+from specvqgan.video_condition import ConditionSpec, GenerationError, used_rows, window_features
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class VideoToSound:
             raise GenerationError(f"{checkpoint}: the model was trained with {spec.feature!r} visual features; "
                                   f"pass feature_weights=<the pretrained weight file> (--feature-weights)")
         self.model = model.to(device).eval()
-        self.gpt = prepare_gpt(self.model.transformer, precision)
+        bundled = getattr(model, "precision", None)            # a bundle's GPT is already prepared
+        self.gpt = self.model.transformer if bundled == precision else prepare_gpt(self.model.transformer, precision)
         self.vocoder, self.spec = vocoder, spec
         self.device, self.precision, self.checkpoint = str(device), precision, str(checkpoint)
         self.feature_weights, self.random_feature_weights = feature_weights, random_feature_weights
@@ -110,49 +111,41 @@ class VideoToSound:
 
     @classmethod
     def from_checkpoints(cls, transformer: str | Path, vocoder: str | Path | None = None, *, device: str = "cpu",
-                         precision: str = "fp32", feature_weights: str | Path | None = None,
+                         precision: Optional[str] = None, feature_weights: str | Path | None = None,
                          feature: Optional[str] = None, random_feature_weights: bool = False,
                          vocoder_precision: str = "auto", trust: bool = False) -> "VideoToSound":
-        """Load a transformer checkpoint (``train.py`` ``.ckpt``, an exported ``{state_dict, config}`` file or
-        the authors' run layout) and a vocoder (MelGAN checkpoint in any layout ``vocoder.inference`` reads,
-        or None for Griffin-Lim).
+        """Load a transformer checkpoint (``train.py`` ``.ckpt``, an exported ``{state_dict, config}`` file, the
+        authors' run layout) or an inference bundle (``python -m specvqgan.export``, docs/export.md), and a
+        vocoder (MelGAN checkpoint in any layout ``vocoder.inference`` reads, or None for Griffin-Lim).
 
         Args:
             device: torch device for everything ("cpu", "cuda", "cuda:1").
-            precision: GPT inference copy, "fp32" | "bf16" | "int8" (:func:`specvqgan.sampling.prepare_gpt`).
+            precision: GPT inference copy, "fp32" | "bf16" | "int8" (:func:`specvqgan.sampling.prepare_gpt`);
+                None: a bundle's own precision, fp32 for a checkpoint. A bundle runs at its own precision only.
             feature_weights: weight file of the visual network the model was trained with (ResNet-50 /
                 BN-Inception); not needed for the toy colour features.
             feature: visual feature name when the checkpoint does not tell (exported files without a data
-                config and 2048-d features: "resnet50" or "bninception").
+                config and 2048-d features: "resnet50" or "bninception"); a bundle records it.
             random_feature_weights: allow a pretrained feature network without weights (tests only).
             vocoder_precision: MelGAN precision: "auto" (default: "mixed" on CPU, >= 40 dB SNR vs fp32, else
                 "fp32"), "fp32", "mixed", "bf16" or "int8" (:class:`vocoder.MelGANVocoder`, docs/vocoder.md).
             trust: read the transformer and vocoder files in full (``weights_only=False``; they can run code):
                 only for files you trust (docs/checkpoints.md).
         Raises:
-            FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, or
-            a training config the pipeline cannot follow.
+            FileNotFoundError / GenerationError naming the file: missing, unreadable, not a transformer, a
+            training config the pipeline cannot follow, or a bundle of another precision.
         """
-        from specvqgan.checkpoint import read_config
-        from specvqgan.models.loading import load_model
+        from specvqgan.export import load_transformer
         from vocoder.inference import load_vocoder
 
         transformer = Path(transformer)
-        if not transformer.is_file():
-            raise FileNotFoundError(f"transformer checkpoint not found: {transformer}")
-        try:
-            run_config = read_config(transformer, trust=trust)
-        except ValueError as err:          # the message names the file
-            raise GenerationError(str(err)) from err
-        target = str(((run_config or {}).get("model") or {}).get("target", ""))
-        if not target.endswith("Net2NetTransformer"):
-            raise GenerationError(f"{transformer}: not a transformer checkpoint (its model is "
-                                  f"{target or 'not recorded'}); pass a Net2NetTransformer checkpoint")
-        try:
-            model, _ = load_model(transformer, "samples", trust=trust)
-        except (KeyError, RuntimeError) as err:
-            raise GenerationError(f"{transformer}: cannot load as a transformer checkpoint ({err})") from err
-        spec = condition_spec(model, run_config, feature=feature, path=str(transformer))
+        model, spec = load_transformer(transformer, feature=feature, trust=trust, device=device)
+        bundled = getattr(model, "precision", None)          # an InferenceModel: prepared for one precision
+        if bundled is not None and precision not in (None, bundled):
+            raise GenerationError(f"{transformer}: an inference bundle prepared for {bundled}; precision "
+                                  f"{precision!r} needs a bundle exported with --precision {precision} or the "
+                                  f"checkpoint")
+        precision = precision or bundled or "fp32"
         if vocoder is not None and not Path(vocoder).exists():
             raise FileNotFoundError(f"vocoder checkpoint not found: {vocoder}")
         voc = (load_vocoder(vocoder, device=device, precision=vocoder_precision, trust=trust) if vocoder

@@ -16,6 +16,16 @@ REFERENCE = Path(os.environ.get("SPECVQGAN_REFERENCE", REPO.parent / "shared" / 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: tiny models run ~10x faster so when the cores are shared (OpenMP
+    spinning). Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

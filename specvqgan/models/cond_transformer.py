@@ -4,7 +4,8 @@ A frozen first stage (the spectrogram codebook, :class:`~specvqgan.models.vqgan.
 mel (B, 1, 80, T) into a (5, T/16) grid of indices; the permuter orders them column-major; the GPT
 learns p(token_i | tokens_<i, condition) with cross-entropy. Public methods, signatures and
 ``state_dict`` keys follow the reference (``forward``, ``sample``, ``encode_to_z``, ``encode_to_c``,
-``decode_to_img``, ``get_input``, ``get_xc``, ``log_images``) except the GPT's causal-mask buffers
+``decode_to_img``, ``get_input``, ``get_xc``, ``log_images``; the inference ones come from
+:class:`specvqgan.models.inference.TokenSampling`) except the GPT's causal-mask buffers
 (see :mod:`specvqgan.modules.transformer.mingpt`); sampling goes through the KV cache of
 :mod:`specvqgan.sampling`.
 
@@ -27,17 +28,15 @@ from omegaconf import OmegaConf
 
 from specvqgan.config import instantiate_from_config
 from specvqgan.models.base import BaseModel
-from specvqgan.models.transformer_sizes import derive_permuter_config, derive_transformer_config, model_shape
+from specvqgan.models.transformer_sizes import (derive_permuter_config, derive_transformer_config, model_shape,
+                                                plain_config)
 from specvqgan.modules.conditioning import cond_slice, cond_to
-from specvqgan.modules.transformer.mingpt import GPTClass, GPTFeats, GPTFeatsClass
-from specvqgan.sampling import sample_long, sample_tokens
+from specvqgan.models.inference import TokenSampling
+from specvqgan.sampling import sample_tokens
 
 log = logging.getLogger(__name__)
 
-_PREFIX_GPTS = (GPTFeats, GPTClass, GPTFeatsClass)
-
-
-class Net2NetTransformer(BaseModel):
+class Net2NetTransformer(TokenSampling, BaseModel):
     """Frozen codebook + condition stage + GPT, trained with next-token cross-entropy.
 
     Args (reference names):
@@ -77,14 +76,18 @@ class Net2NetTransformer(BaseModel):
         self.init_cond_stage_from_ckpt(cond_stage_config)
         # the token layout (grid, condition, block size): the one source every consumer reads
         self.shape = model_shape(first_stage_permuter_config, first_stage_config, self.cond_stage_model)
-        self.first_stage_permuter = instantiate_from_config(OmegaConf.create(
-            derive_permuter_config(first_stage_permuter_config, first_stage_config)))
-        self.cond_stage_permuter = instantiate_from_config(OmegaConf.create(
-            derive_permuter_config(cond_stage_permuter_config, first_stage_config)))
+        perm_cfg = derive_permuter_config(first_stage_permuter_config, first_stage_config)
+        self.first_stage_permuter = instantiate_from_config(OmegaConf.create(perm_cfg))
+        cond_perm_cfg = derive_permuter_config(cond_stage_permuter_config, first_stage_config)
+        self.cond_stage_permuter = instantiate_from_config(OmegaConf.create(cond_perm_cfg))
         n_tokens, cond_len = ((None, getattr(self.cond_stage_model, 'cond_len', None)) if self.shape is None
                               else (self.shape.n_tokens, self.shape.n_cond))
-        self.transformer = instantiate_from_config(OmegaConf.create(
-            derive_transformer_config(transformer_config, n_tokens, cond_len, p_uncond)))
+        gpt_cfg = derive_transformer_config(transformer_config, n_tokens, cond_len, p_uncond)
+        self.transformer = instantiate_from_config(OmegaConf.create(gpt_cfg))
+        # the derived {target, params} blocks (sizes filled in) an inference bundle stores (specvqgan.export)
+        self.derived_configs = {'transformer': gpt_cfg, 'first_stage_permuter': perm_cfg,
+                                'cond_stage_permuter': cond_perm_cfg, 'cond_stage': plain_config(cond_stage_config),
+                                'first_stage': plain_config(first_stage_config)}
         self.first_stage_key = first_stage_key
         self.cond_stage_key = cond_stage_key
         self.downsample_cond_size = downsample_cond_size
@@ -139,10 +142,6 @@ class Net2NetTransformer(BaseModel):
         self.first_stage_model.eval()
         return self
 
-    @property
-    def has_prefix_gpt(self) -> bool:
-        return isinstance(self.transformer, _PREFIX_GPTS)
-
     # ------------------------------------------------------------------ reference interface
     def forward(self, x: torch.Tensor, c: Any):
         """x: mel (B, 1, F, T); c: condition. Returns (logits (B, n_tokens, V), target (B, n_tokens)):
@@ -188,47 +187,6 @@ class Net2NetTransformer(BaseModel):
         return tokens, att.detach().cpu()
 
     @torch.no_grad()
-    def generate(self, c: Any, *, num_samples: int = 1, total_cols: Optional[int] = None,
-                 x: Optional[torch.Tensor] = None, prime_cols: int = 0, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
-                 seed: Optional[int] = None, window_hop: int = 1, gpt: Optional[torch.nn.Module] = None,
-                 progress: bool = False, guidance_scale: float = 1.0, decode: bool = True):
-        """Condition -> (tokens (B*n, H*total_cols), mel (B*n, 1, 80, 16*total_cols) in [-1, 1]).
-
-        Args:
-            c: the condition batch (as ``get_input`` returns it). num_samples: samples per condition.
-            total_cols: latent columns to generate (default: the trained width W; more -> sliding window,
-                e.g. ``3 * W`` for 3x the trained length). x / prime_cols: prime with the first
-                ``prime_cols`` columns of the mel x (B, 1, 80, T). gpt: an inference copy from
-                :func:`specvqgan.sampling.prepare_gpt` (bf16/int8), default the fp32 transformer.
-            guidance_scale: classifier-free guidance scale (1: off; > 1 needs ``p_uncond > 0`` in training).
-            decode: False -> (tokens, None): the caller decodes (:meth:`decode_to_img`, e.g. in bf16).
-            Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.
-        """
-        if self.shape is None:
-            raise ValueError('generate() needs a ColumnMajor first-stage permuter (a latent grid H x W)')
-        H, W = self.shape.latent_rows, self.shape.latent_cols
-        total_cols = total_cols or W
-        gpt = (gpt or self.transformer).eval()
-        cond = c if self.has_prefix_gpt else self.encode_to_c(c)[1]
-        prefix = None
-        if prime_cols:
-            if x is None:
-                raise ValueError('prime_cols > 0 needs the mel x to take the first columns from')
-            prefix = self.encode_to_z(x)[1][:, :prime_cols * H]
-        kw = dict(prefix=prefix, num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
-                  greedy=greedy, seed=seed, progress=progress, guidance_scale=guidance_scale)
-        if total_cols == W:
-            tokens = sample_tokens(gpt, cond, H * W - (0 if prefix is None else prefix.shape[1]), **kw)
-        else:
-            tokens = sample_long(gpt, cond, H=H, W=W, total_cols=total_cols, window_hop=window_hop, **kw)
-        if not decode:
-            return tokens, None
-        e_dim = self.first_stage_model.quantize.embedding.weight.shape[1]
-        mel = self.decode_to_img(tokens, (tokens.shape[0], e_dim, H, total_cols))
-        return tokens, mel
-
-    @torch.no_grad()
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         """Column-major codebook indices (B, n_tokens) of the mels x, through the code cache if enabled."""
         if not self.code_cache_size:
@@ -255,44 +213,6 @@ class Net2NetTransformer(BaseModel):
         quant_z, _, info = self.first_stage_model.encode(x)
         indices = info[2].view(quant_z.shape[0], -1)
         return quant_z, self.first_stage_permuter(indices)
-
-    @torch.no_grad()
-    def encode_to_c(self, c: Any):
-        """Condition -> (quant_c, c_indices); for feature/class GPTs the condition passes through."""
-        if self.downsample_cond_size > -1:
-            c = F.interpolate(c, size=(self.downsample_cond_size, self.downsample_cond_size))
-        quant_c, _, info = self.cond_stage_model.encode(c)
-        if self.has_prefix_gpt:
-            return quant_c, info[2]
-        indices = info[2].view(quant_c.shape[0], -1)
-        return quant_c, self.cond_stage_permuter(indices)
-
-    @torch.no_grad()
-    def decode_to_img(self, index: torch.Tensor, zshape, stage: str = 'first') -> torch.Tensor:
-        """Column-major indices (B, L) -> mel (B, 1, F, T); ``zshape`` = (B, E, H, W) of the grid
-        (W may be a multiple of the trained width: long samples)."""
-        if stage != 'first':
-            raise NotImplementedError(f'decode_to_img: stage {stage!r} (only the first stage decodes)')
-        index = self.first_stage_permuter(index, reverse=True)
-        bhwc = (zshape[0], zshape[2], zshape[3], zshape[1])
-        quant_z = self.first_stage_model.quantize.get_codebook_entry(index.reshape(-1), shape=bhwc)
-        return self.first_stage_model.decode(quant_z)
-
-    def get_input(self, key: Any, batch: dict):
-        """Batch -> model input: mel (B, 1, F, T) for 'image', the condition stage's input otherwise."""
-        if isinstance(key, str):
-            if key in ('feature', 'target'):
-                x = self.cond_stage_model.get_input(batch, key)
-            else:
-                if key not in batch:
-                    raise KeyError(f'batch has no {key!r} (keys: {sorted(batch)})')
-                x = batch[key]
-                if x.dim() == 3:
-                    x = x[..., None]
-                x = x.permute(0, 3, 1, 2).to(memory_format=torch.contiguous_format)
-            return x.float() if x.dtype == torch.double else x
-        x = self.cond_stage_model.get_input(batch, list(key))
-        return {k: (v.float() if v.dtype == torch.double else v) for k, v in x.items()}
 
     def get_xc(self, batch: dict, N: Optional[int] = None):
         x = self.get_input(self.first_stage_key, batch)

@@ -20,7 +20,8 @@ IDENTITY = 'specvqgan.modules.transformer.permuter.Identity'
 COLUMN_MAJOR = ('specvqgan.modules.transformer.permuter.ColumnMajor',)
 
 
-def _container(cfg: Any) -> dict:
+def plain_config(cfg: Any) -> dict:
+    """A config block (DictConfig or mapping) as a plain, resolved dict."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else dict(cfg)
 
 
@@ -30,11 +31,11 @@ def model_shape(permuter_cfg: Optional[Any], first_stage_cfg: Any, cond_stage: A
     condition's length from ``cond_stage`` (its ``cond_len``; None leaves it unknown)."""
     if permuter_cfg is None:
         return None
-    cfg = _container(permuter_cfg)
+    cfg = plain_config(permuter_cfg)
     if cfg.get('target') not in COLUMN_MAJOR:
         return None
     params = cfg.get('params') or {}
-    dd = _container(first_stage_cfg)['params']['ddconfig']
+    dd = plain_config(first_stage_cfg)['params']['ddconfig']
     down = 2 ** (len(dd['ch_mult']) - 1)
     rows = N_MELS // down if params.get('H') is None else int(params['H'])
     cols = int(dd['resolution']) // down if params.get('W') is None else int(params['W'])
@@ -49,7 +50,7 @@ def derive_permuter_config(permuter_cfg: Optional[Any], first_stage_cfg: Any) ->
     reference default)."""
     if permuter_cfg is None:
         return {'target': IDENTITY}
-    cfg = _container(permuter_cfg)
+    cfg = plain_config(permuter_cfg)
     shape = model_shape(cfg, first_stage_cfg)
     if shape is not None:
         cfg['params'] = dict(cfg.get('params') or {}, H=shape.latent_rows, W=shape.latent_cols)
@@ -60,7 +61,7 @@ def derive_transformer_config(transformer_cfg: Any, n_tokens: Optional[int], con
                               p_uncond: float = 0.0) -> dict:
     """Fill ``GPT_config.block_size`` (= cond_len + n_tokens) if absent, else check it; fill a feature
     embedder's ``out_channels`` with ``n_embd`` if absent; pass the model's ``p_uncond`` (> 0) to the GPT."""
-    cfg = _container(transformer_cfg)
+    cfg = plain_config(transformer_cfg)
     params = cfg.setdefault('params', {})
     gpt_cfg = params.get('GPT_config', params)
     if p_uncond:

@@ -38,13 +38,7 @@ def _tone(seconds: float) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models run ~10x faster on one thread when the cores are shared (OpenMP spinning)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +305,25 @@ def test_guidance_scale(setup, tiny_transformer_config, repo_root, tmp_path, cap
                      str(tmp_path / "cli"), "--samples", "1", "--guidance-scale", "2", "--no-mp4"]) == 2
     err = capsys.readouterr().err
     assert "needs a model trained with p_uncond" in err and "Traceback" not in err
+
+
+def test_cli_takes_an_inference_bundle(setup, repo_root, tmp_path, capsys):
+    """``--transformer <bundle>`` (python -m specvqgan.export) writes the checkpoint's mel at the same precision
+    and seed; another --precision is one error line naming the bundle."""
+    from specvqgan.export import export_bundle
+
+    d, _ = setup
+    bundle = export_bundle(d / "run.ckpt", tmp_path / "run-int8.pt", precision="int8")
+    spec = importlib.util.spec_from_file_location("generate_cli", repo_root / "scripts" / "generate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    common = ["--video", str(d / "v2.mp4"), "--samples", "1", "--seed", "2", "--top-k", "8", "--no-mp4"]
+    assert cli.main([*common, "--transformer", str(bundle), "--out", str(tmp_path / "b")]) == 0
+    assert cli.main([*common, "--transformer", str(d / "run.ckpt"), "--precision", "int8",
+                     "--out", str(tmp_path / "c")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "v2_sample_0.npy"),
+                                  np.load(tmp_path / "c" / "v2_sample_0.npy"))
+    capsys.readouterr()
+    assert cli.main([*common, "--transformer", str(bundle), "--precision", "fp32", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bundle) in err and "prepared for int8" in err

@@ -39,36 +39,89 @@ from specvqgan.modules.transformer.mingpt import attention_mask
 PRECISIONS = ('bf16', 'int8')
 
 
-def _int8_linear(lin: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x (..., in) fp32 -> (..., out) fp32 through a dynamically quantized int8 GEMM with
-    per-output-channel symmetric weight scales (fbgemm/x86 engine). The weights are quantized and packed
-    once, exactly as ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` does (its observer's
-    scale max(|min|, |max|) / 127.5), without the module round trip that packs them three times."""
-    w = lin.weight.detach().float()
+def quantize_int8(weight: torch.Tensor) -> torch.Tensor:
+    """weight (out, in) float -> per-output-channel symmetric qint8 tensor (out, in), exactly as
+    ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` quantizes it (its observer's scale
+    max(|min|, |max|) / 127.5, at least float32 eps). A quantized tensor saves and loads with
+    ``torch.load(weights_only=True)`` (the inference bundle stores it, :mod:`specvqgan.export`)."""
+    w = weight.detach().float()
     lo, hi = torch.aminmax(w, dim=1)
     scale = torch.maximum(-lo.clamp(max=0), hi.clamp(min=0)) / 127.5
     scale = torch.maximum(scale, torch.tensor(torch.finfo(torch.float32).eps))
     with warnings.catch_warnings():       # quantized tensor creation is marked deprecated
         warnings.simplefilter('ignore')
-        q = torch.quantize_per_channel(w, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
-    packed = torch.ops.quantized.linear_prepack(q, None if lin.bias is None else lin.bias.detach().float())
+        return torch.quantize_per_channel(w, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0,
+                                          torch.qint8)
+
+
+def int8_linear(qweight: torch.Tensor, bias: Optional[torch.Tensor],
+                executor=None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x (..., in) fp32 -> (..., out) fp32 through a dynamically quantized int8 GEMM (fbgemm/x86 engine) with
+    the qint8 weight of :func:`quantize_int8`, packed once (fbgemm's packing: about 0.1 s per 12 M weights,
+    the GIL released). ``executor``: pack there (a background thread); the first call waits for it."""
+    return _Int8Linear(qweight, None if bias is None else bias.detach().float(), executor)
+
+
+class _Int8Linear:
+    __slots__ = ('packed', 'future')
     op = torch.ops.quantized.linear_dynamic
-    return lambda x: op(x, packed, True)
+
+    def __init__(self, qweight: torch.Tensor, bias: Optional[torch.Tensor], executor=None):
+        prepack = torch.ops.quantized.linear_prepack
+        self.packed = prepack(qweight, bias) if executor is None else None
+        self.future = None if executor is None else executor.submit(prepack, qweight, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            self.packed, self.future = self.future.result(), None
+        return self.op(x, self.packed, True)
 
 
-def _float_linear(lin: nn.Linear, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-    w = lin.weight.detach().to(dtype).contiguous()
-    b = None if lin.bias is None else lin.bias.detach().to(dtype)
-    return lambda x: F.linear(x, w, b)
+def _int8_linear(lin: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`int8_linear` of an fp32 Linear: bit-identical GEMM to ``quantize_dynamic``, which packs three times."""
+    return int8_linear(quantize_int8(lin.weight), lin.bias)
 
 
-def _fused_qkv(attn: nn.Module) -> nn.Linear:
-    """One Linear C -> 3C whose output is [query ; key ; value]."""
-    mods = (attn.query, attn.key, attn.value)
-    fused = nn.Linear(attn.query.in_features, 3 * attn.query.out_features, device='meta')   # no random init
-    fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in mods], 0), requires_grad=False)
-    fused.bias = nn.Parameter(torch.cat([m.bias.detach() for m in mods], 0), requires_grad=False)
-    return fused
+def _float_linear(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: F.linear(x, weight, bias)
+
+
+_LINEARS = ('qkv', 'proj', 'fc1', 'fc2')
+_SPLIT = ('blocks.', 'head.', 'ln_f.')   # GPT keys the layer tensors replace; the other keys form the body
+
+
+def prepared_state(gpt: nn.Module, precision: str) -> dict:
+    """The tensors a :class:`FastGPT` of ``gpt`` runs on, as a flat ``{name: Tensor}`` (what the inference
+    bundle stores): ``body.<GPT key>`` (embeddings, condition embedders, null condition) in the activation
+    dtype; ``layers.<i>.{ln1,ln2}.{weight,bias}``, ``ln_f.*``; ``layers.<i>.{qkv,proj,fc1,fc2}.{weight,bias}``
+    and ``head.weight`` (+ ``head.bias`` if any): qint8 weights (:func:`quantize_int8`) with fp32 biases for
+    ``'int8'``, bfloat16 for ``'bf16'``; layer norms in the activation dtype. qkv is the fused
+    [query ; key ; value] Linear."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'FastGPT precision must be one of {PRECISIONS}, got {precision!r}')
+    act = torch.bfloat16 if precision == 'bf16' else torch.float32
+    vec = lambda t: t.detach().to(act, copy=True).contiguous()  # noqa: E731  (own copy)
+    out = {f'body.{k}': vec(v) if v.is_floating_point() else v
+           for k, v in gpt.state_dict().items() if not k.startswith(_SPLIT)}
+
+    def linear(name: str, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+        out[f'{name}.weight'] = (quantize_int8(weight) if precision == 'int8'
+                                 else weight.detach().to(act).contiguous())
+        if bias is not None:
+            out[f'{name}.bias'] = bias.detach().to(torch.float32 if precision == 'int8' else act)
+
+    for i, blk in enumerate(gpt.blocks):
+        for ln in ('ln1', 'ln2'):
+            out[f'layers.{i}.{ln}.weight'], out[f'layers.{i}.{ln}.bias'] = (vec(getattr(blk, ln).weight),
+                                                                            vec(getattr(blk, ln).bias))
+        qkv = (blk.attn.query, blk.attn.key, blk.attn.value)       # fused: one GEMM C -> 3C
+        linear(f'layers.{i}.qkv', torch.cat([m.weight.detach() for m in qkv]),
+               torch.cat([m.bias.detach() for m in qkv]))
+        for name, lin in zip(_LINEARS[1:], (blk.attn.proj, blk.mlp[0], blk.mlp[2])):
+            linear(f'layers.{i}.{name}', lin.weight, lin.bias)
+    out['ln_f.weight'], out['ln_f.bias'] = vec(gpt.ln_f.weight), vec(gpt.ln_f.bias)
+    linear('head', gpt.head.weight, gpt.head.bias)
+    return out
 
 
 class FastGPT(nn.Module):
@@ -76,15 +129,22 @@ class FastGPT(nn.Module):
 
     Args:
         gpt: the (fp32) GPT; it is deep-copied, never modified.
+        state: the prepared tensors (:func:`prepared_state`, e.g. from an inference bundle) instead of
+            preparing them from ``gpt``, which then only gives the structure (its weights may be on the
+            meta device); a state that does not match ``gpt`` exactly raises ValueError.
         precision: ``'int8'`` (per-channel int8 weights, fp32 activations, CPU) or ``'bf16'``.
         cache_dtype: dtype of the key/value cache; None: :meth:`cache_dtype_for` (bf16, or fp32 for
             a single row in int8).
         compile: run the one-query attention through ``torch.compile`` (see
             :func:`compiled_decode_attention`).
+        pack_in_background: (int8) pack the int8 weights for fbgemm in a background thread, layer by layer in
+            the order the forward pass needs them: the constructor returns at once and the first forward waits
+            only for what is not packed yet (the pipeline extracts the video features meanwhile).
     """
 
     def __init__(self, gpt: nn.Module, precision: str = 'int8', cache_dtype: Optional[torch.dtype] = None,
-                 compile: bool = False, native: bool = True):
+                 compile: bool = False, native: bool = True, state: Optional[dict] = None,
+                 pack_in_background: bool = False):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f'FastGPT precision must be one of {PRECISIONS}, got {precision!r}')
@@ -93,26 +153,35 @@ class FastGPT(nn.Module):
         self.cache_dtype = cache_dtype
         self._attend = compiled_decode_attention if compile else _decode_attention
         self._native = native_decode_attention() if native and not compile else None
-        # the condition embedders, token/position embeddings: a copy in the activation dtype
-        # (the blocks, head and final norm are read from ``gpt`` below: not deep-copied, the memo maps
-        # them to None, so no transient fp32 copy of the whole stack is made)
+        state = prepared_state(gpt, precision) if state is None else state
+        _check_state(gpt, state, precision)
+        # the condition embedders, token/position embeddings: a body without blocks, head and final norm
+        # (not deep-copied: the memo maps them to None, so no transient copy of the whole stack is made)
         blocks, head, ln_f = gpt.blocks, gpt.head, gpt.ln_f
         body = copy.deepcopy(gpt, {id(blocks): None, id(head): None, id(ln_f): None}).eval()
         del body.blocks, body.head, body.ln_f
-        self.gpt = body.to(self.act_dtype)
+        body.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith('body.')}, assign=True)
+        self.gpt = body.requires_grad_(False)
         self.config, self.block_size = gpt.config, gpt.block_size
         self.n_head, self.n_unmasked = gpt.config.n_head, gpt.config.n_unmasked
-        lin = (lambda m: _int8_linear(m)) if precision == 'int8' else (lambda m: _float_linear(m, self.act_dtype))
-        vec = lambda t: t.detach().to(self.act_dtype, copy=True).contiguous()  # noqa: E731  (own copy)
+        packer = None
+        if precision == 'int8' and pack_in_background:
+            from concurrent.futures import ThreadPoolExecutor
+            packer = ThreadPoolExecutor(1, thread_name_prefix='int8-pack')
+        if precision == 'int8':
+            lin = lambda n: int8_linear(state[f'{n}.weight'], state.get(f'{n}.bias'), packer)  # noqa: E731
+        else:
+            lin = lambda n: _float_linear(state[f'{n}.weight'], state.get(f'{n}.bias'))  # noqa: E731
+        pair = lambda n: (state[f'{n}.weight'], state[f'{n}.bias'])  # noqa: E731
         self.layers = []
-        for blk in blocks:
-            self.layers.append(dict(
-                ln1=(vec(blk.ln1.weight), vec(blk.ln1.bias), blk.ln1.eps),
-                ln2=(vec(blk.ln2.weight), vec(blk.ln2.bias), blk.ln2.eps),
-                qkv=lin(_fused_qkv(blk.attn)), proj=lin(blk.attn.proj),
-                fc1=lin(blk.mlp[0]), fc2=lin(blk.mlp[2]), gelu=blk.mlp[1].approximate))
-        self.ln_f = (vec(ln_f.weight), vec(ln_f.bias), ln_f.eps)
-        self.head = lin(head)
+        for i, blk in enumerate(blocks):
+            p = f'layers.{i}'
+            self.layers.append(dict(ln1=(*pair(f'{p}.ln1'), blk.ln1.eps), ln2=(*pair(f'{p}.ln2'), blk.ln2.eps),
+                                    **{n: lin(f'{p}.{n}') for n in _LINEARS}, gelu=blk.mlp[1].approximate))
+        self.ln_f = (*pair('ln_f'), ln_f.eps)
+        self.head = lin('head')
+        if packer is not None:
+            packer.shutdown(wait=False)      # the thread ends when the last weight is packed
         self.eval()
 
     # --- the GPT interface used by the samplers ---
@@ -215,6 +284,36 @@ class FastGPT(nn.Module):
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         att = F.softmax(att.masked_fill(~mask, float('-inf')), dim=-1)
         return att @ v, att
+
+
+def _check_state(gpt: nn.Module, state: dict, precision: str) -> None:
+    """ValueError unless ``state`` has exactly the keys, shapes and dtypes :func:`prepared_state` gives for
+    ``gpt`` (whose own tensors may be on the meta device: only its structure is read)."""
+    act = torch.bfloat16 if precision == 'bf16' else torch.float32
+    want = {f'body.{k}': (tuple(v.shape), act if v.is_floating_point() else v.dtype)
+            for k, v in gpt.state_dict().items() if not k.startswith(_SPLIT)}
+
+    def linear(name: str, out_in: tuple, bias: bool) -> None:
+        want[f'{name}.weight'] = (out_in, torch.qint8 if precision == 'int8' else act)
+        if bias:
+            want[f'{name}.bias'] = (out_in[:1], torch.float32 if precision == 'int8' else act)
+
+    for i, blk in enumerate(gpt.blocks):
+        for ln in ('ln1', 'ln2'):
+            for w in ('weight', 'bias'):
+                want[f'layers.{i}.{ln}.{w}'] = (tuple(getattr(getattr(blk, ln), w).shape), act)
+        q = blk.attn.query
+        linear(f'layers.{i}.qkv', (3 * q.out_features, q.in_features), True)
+        for n, m in zip(_LINEARS[1:], (blk.attn.proj, blk.mlp[0], blk.mlp[2])):
+            linear(f'layers.{i}.{n}', tuple(m.weight.shape), m.bias is not None)
+    want['ln_f.weight'], want['ln_f.bias'] = [(tuple(gpt.ln_f.weight.shape), act)] * 2
+    linear('head', tuple(gpt.head.weight.shape), gpt.head.bias is not None)
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    wrong = [f'{k} {tuple(state[k].shape)} {state[k].dtype} != {want[k][0]} {want[k][1]}' for k in want
+             if k in state and (tuple(state[k].shape), state[k].dtype) != want[k]]
+    if missing or extra or wrong:
+        raise ValueError(f'prepared {precision} GPT weights do not match the GPT: missing {missing[:4]}, '
+                         f'unexpected {extra[:4]}, wrong {wrong[:2]}')
 
 
 def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared) -> torch.Tensor:

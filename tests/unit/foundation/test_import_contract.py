@@ -35,6 +35,7 @@ GROUPS = {
     "specvqgan.training": "runners",
     "specvqgan.dataset_sampling": "runners",
     "specvqgan.pipeline": "app",
+    "specvqgan.export": "app",
     "specvqgan.outputs": "app",
     "specvqgan.video_condition": "app",
     "specvqgan.codec": "app",
