@@ -3,12 +3,11 @@ KV-cached sampler of ``specvqgan.sampling``, with identical weights, on CPU.
 
     python scripts/benchmark_sampling.py                      # paper + small size, batch 1 and 10
     python scripts/benchmark_sampling.py --sizes small --precisions fp32 --batches 1   # quick look
-    python scripts/benchmark_sampling.py --precisions fp32,int8,int8+torch,int8+compile
+    python scripts/benchmark_sampling.py --precisions fp32,int8,int8+torch
 
 Precisions: fp32 (the model itself), bf16 / int8 (``prepare_gpt``: the FastGPT inference copy, its
-one-query attention in the C++ kernel of ``fast_decode.NativeDecodeAttention``), ``<precision>+torch`` (the
-same copy with the attention in plain torch ops: what the kernel buys), and ``<precision>+compile`` (the
-attention through ``torch.compile``; the compilation time is printed separately and not counted).
+one-query attention in the C++ kernel of ``fast_decode.NativeDecodeAttention``) and ``<precision>+torch`` (the
+same copy with the attention in plain torch ops: what the kernel buys).
 
 A "10 s sample" is 265 tokens (5 x 53) after 212 visual features (paper size: 24 layers x 1024 wide x
 16 heads, vocab 1024, 307 M GPT parameters, random weights). The reference loop at paper size takes
@@ -72,17 +71,11 @@ def build(size: str, p_uncond: float = 0.0) -> GPTFeats:
 
 
 def make_low(gpt, name: str):
-    """'fp32' | 'bf16' | 'int8', optionally '+compile' -> (inference copy, compile seconds or None)."""
+    """'fp32' | 'bf16' | 'int8', optionally '+torch' -> the inference copy."""
     prec, _, extra = name.partition('+')
-    if extra not in ('', 'compile', 'torch'):
-        raise SystemExit(f'unknown precision variant {name!r}: use <precision>, <precision>+torch or +compile')
-    low = prepare_gpt(gpt, prec, compile=extra == 'compile', native=extra != 'torch')
-    if extra != 'compile':
-        return low, None
-    t = time.perf_counter()  # compile once (dynamic shapes: every length and batch) on a short run
-    for n in (1, 3):
-        sample_tokens(low, torch.randn(1, FEAT_DEPTH, N_FEATS), 4, num_samples=n, top_k=100, seed=0)
-    return low, time.perf_counter() - t
+    if extra not in ('', 'torch'):
+        raise SystemExit(f'unknown precision variant {name!r}: use <precision> or <precision>+torch')
+    return prepare_gpt(gpt, prec, native=extra != 'torch')
 
 
 @torch.inference_mode()
@@ -148,7 +141,7 @@ def main() -> None:
     p.add_argument('--sizes', default='paper,small', help='comma list of: ' + ', '.join(SIZES))
     p.add_argument('--batches', default='1,10', help='samples per condition, comma list')
     p.add_argument('--precisions', default='fp32,bf16,int8,int8+torch',
-                   help='comma list of fp32, bf16, int8, <bf16|int8>+torch, <bf16|int8>+compile')
+                   help='comma list of fp32, bf16, int8, <bf16|int8>+torch')
     p.add_argument('--ref-steps', type=int, default=3, help='reference forwards to time (extrapolated)')
     p.add_argument('--repeats', type=int, default=2, help='timed runs of ours (best is kept)')
     p.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
@@ -175,9 +168,7 @@ def main() -> None:
         feats = torch.randn(1, FEAT_DEPTH, N_FEATS)
         ours = {}
         for prec in precisions:
-            low, compile_s = make_low(gpt, prec)
-            if compile_s is not None:
-                print(f'[{size}] {prec}: torch.compile warm-up (compilation) {compile_s:.1f} s', flush=True)
+            low = make_low(gpt, prec)
             for b in batches:
                 lin = calibrate(low, b) if prec == 'fp32' else float('nan')
                 ours[prec, b] = time_cached(low, feats, b, args.repeats)
@@ -222,7 +213,7 @@ def guidance_cost(args) -> None:
         gpt = build(size, p_uncond=0.1)
         feats = torch.randn(1, FEAT_DEPTH, N_FEATS)
         for prec in args.precisions.split(','):
-            low, _ = make_low(gpt, prec)
+            low = make_low(gpt, prec)
             for b in batches:
                 base = None
                 for s in scales:

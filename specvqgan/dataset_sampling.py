@@ -11,9 +11,9 @@ Reconstructions (``mode='reconstructions'``) write one ``<video_id>_sample_0.npy
 mel through the codebook's encoder, quantizer and decoder.
 
 Reproducibility and resuming. Sample ``k`` of video ``v`` draws its tokens with its own random stream,
-seeded by ``sample_seed(seed, v, k)``, independently of the batch it lands in: rows of a batch are drawn
-with the Gumbel-max trick (``argmax(filtered logits / T + Gumbel noise)`` is an exact draw from the
-top-k / top-p softmax) with noise from a per-row generator. Files are written atomically (a hidden
+seeded by ``sample_seed(seed, v, k)``, independently of the batch it lands in (per-row seeded sampling,
+:class:`specvqgan.sampling.TokenPicker`: the Gumbel-max trick, an exact draw from the top-k / top-p
+softmax); ``VideoToSound`` draws sample k of ``<v>.mp4`` with the same seed, so both give the same tokens. Files are written atomically (a hidden
 ``.tmp`` then a rename) and existing files are skipped, so an interrupted run loses at most the batch
 in flight and a resumed run writes the files it would have written (mels are decoded one at a time;
 the GPT runs batched, so a token could only differ on a floating-point tie between two candidates).
@@ -23,7 +23,6 @@ disjoint files into one folder.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ from specvqgan.data.datamodule import build_split
 from specvqgan.distributed import parse_shard
 from specvqgan.files import atomic_write, file_sha256, save_mel_atomic
 from specvqgan.models.loading import load_model
-from specvqgan.sampling import filter_logits, guided, prepare_gpt, sample_tokens
+from specvqgan.sampling import prepare_gpt, sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +53,6 @@ METADATA = "sampling.json"
 
 
 # ----------------------------------------------------------------------------- naming and seeds
-def sample_seed(seed: int, video_id: str, k: Any) -> int:
-    """A 63-bit seed for sample ``k`` of ``video_id`` (stable across processes and machines)."""
-    digest = hashlib.sha256(f"{int(seed)}:{video_id}:{k}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
-
-
 def sample_path(out: str | Path, clip: str, k: int) -> Path:
     """``<out>/<class>/<video_id>_sample_<k>.npy`` for a ``<class>/<id>`` clip, ``<out>/<id>_sample_<k>.npy``
     for an ``<id>`` clip (characters other than letters, digits, ``-_. ,()&'`` become ``_``)."""
@@ -106,46 +99,11 @@ def load_item(dataset, idx: int, clip: str, seed: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- per-row sampling
-class RowNoiseGPT:
-    """A GPT view whose last-position logits are ``filter(logits / T) + gumbel[row, step]``, so that the
-    sampler's greedy (argmax) choice is a draw from each row's own random stream (Gumbel-max trick).
-
-    noise: (B, steps, V) Gumbel noise; the logits that predict generated token ``s`` get ``noise[:, s]``.
-    Everything else (embeddings, cache, block size) is the wrapped GPT's.
-    """
-
-    def __init__(self, gpt, noise: torch.Tensor, n_cond: int, temperature: float = 1.0,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.gpt, self.noise, self.n_cond = gpt, noise, n_cond
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-
-    def __getattr__(self, name):
-        return getattr(self.gpt, name)
-
-    def forward_cached(self, emb, cache, last_only: bool = True, need_weights: bool = False):
-        logits, att = self.gpt.forward_cached(emb, cache, last_only, need_weights)
-        step = cache.length - self.n_cond  # index of the token these logits predict
-        last = filter_logits(logits[:, -1].float() / self.temperature, self.top_k, self.top_p)
-        logits = logits.float().clone()
-        logits[:, -1] = last + self.noise[:, step]
-        return logits, att
-
-
-def gumbel_noise(seeds: Sequence[int], steps: int, vocab: int) -> torch.Tensor:
-    """(B, steps, V) standard Gumbel noise, row b from ``torch.Generator().manual_seed(seeds[b])`` (CPU)."""
-    rows = []
-    for s in seeds:
-        u = torch.rand(steps, vocab, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
-        rows.append(-torch.log(-torch.log(u.clamp_min(1e-300))))
-    return torch.stack(rows).float()
-
-
 @torch.inference_mode()
 def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, top_k: Optional[int] = None,
                 top_p: Optional[float] = None, gpt=None, guidance_scale: float = 1.0) -> torch.Tensor:
-    """One sample per condition row, row b drawn with its own seed.
+    """One sample per condition row, row b drawn with its own seed (per-row seeded sampling of
+    :mod:`specvqgan.sampling`, as ``VideoToSound`` draws it: same seed, same tokens).
 
     Args:
         model: a Net2NetTransformer (eval). cond: its condition batch for B rows (``get_input`` output).
@@ -154,16 +112,9 @@ def sample_rows(model, cond, seeds: Sequence[int], *, temperature: float = 1.0, 
     Returns:
         mels (B, 80, 16 * W) float32 in [0, 1] (trained length: H x W tokens).
     """
-    if model.shape is None:
-        raise ValueError("the dataset sampler needs a ColumnMajor first-stage permuter (a latent grid H x W)")
+    tokens, _ = model.generate(cond, temperature=temperature, top_k=top_k, top_p=top_p, seed=list(seeds), gpt=gpt,
+                               guidance_scale=guidance_scale, decode=False)
     H, W = model.shape.latent_rows, model.shape.latent_cols
-    gpt = gpt if gpt is not None else model.transformer.eval()
-    cond = cond if model.has_prefix_gpt else model.encode_to_c(cond)[1]
-    device = gpt.pos_emb.device
-    cond = {k: v.to(device) for k, v in cond.items()} if isinstance(cond, dict) else cond.to(device)
-    noise = gumbel_noise(seeds, H * W, gpt.config.vocab_size).to(device)
-    view = RowNoiseGPT(guided(gpt, guidance_scale), noise, gpt.cond_length(cond), temperature, top_k, top_p)
-    tokens = sample_tokens(view, cond, H * W, greedy=True)
     e_dim = model.first_stage_model.quantize.embedding.weight.shape[1]
     # one row at a time: a row's mel does not depend on the batch (batched convs round differently)
     mel = torch.cat([model.decode_to_img(t[None], (1, e_dim, H, W)) for t in tokens])

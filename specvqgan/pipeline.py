@@ -34,6 +34,7 @@ from specvqgan.audio import HOP, SR
 from specvqgan.checks import require_finite
 from specvqgan.native import native_bf16
 from specvqgan.outputs import GenerationResult, write_sound
+from specvqgan.sampling import row_seeds
 from specvqgan.shapes import FEAT_FPS, LATENT_DOWNSAMPLE
 from specvqgan.video_condition import ConditionSpec, GenerationError, used_rows, window_features
 
@@ -265,7 +266,8 @@ class VideoToSound:
 
         Args:
             samples: soundtracks, drawn in one batch. top_k / top_p / temperature: token choice.
-            seed: reproducibility (None: torch's global RNG).
+            seed: reproducibility: sample k is seeded by (seed, the video's file stem, k), as the dataset
+                sampler seeds a clip's samples (same seed, same tokens); None: torch's global RNG.
             duration: seconds to generate (default: the whole video); past the trained clip length the
                 sliding window runs, past the video's end the video is looped.
             random_features: control: the visual features become uniform [0, 1) noise of the same shape
@@ -297,7 +299,8 @@ class VideoToSound:
         cond = (lambda s: self.condition(plan, s, class_id)) if plan.total_cols > self.W else \
             self.condition(plan, 0, class_id)
         tokens, _ = self.model.generate(cond, num_samples=samples, total_cols=plan.total_cols, decode=False,
-                                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, gpt=self.gpt,
+                                        temperature=temperature, top_k=top_k, top_p=top_p, gpt=self.gpt,
+                                        seed=None if seed is None else row_seeds(seed, samples, [Path(video).stem]),
                                         progress=progress, window_hop=window_hop, guidance_scale=guidance_scale)
         times["tokens"], t0 = time.perf_counter() - t0, time.perf_counter()
         mel = self.decode(tokens, plan.total_cols)

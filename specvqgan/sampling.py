@@ -14,9 +14,13 @@ One code path serves training-time logging, the dataset sampler and the video CL
   key/query/value, bf16 cache; ``fast_decode.FastGPT``), an explicit speed/accuracy trade-off
   measured by the benchmark.
 
-Sampling options: ``temperature``, ``top_k``, ``top_p`` (nucleus), ``greedy``; ``seed`` (or a
-``generator``) makes runs reproducible: the cached and uncached paths draw the same random numbers.
+Sampling options: ``temperature``, ``top_k``, ``top_p`` (nucleus), ``greedy``; ``seed``: per-row seeded
+sampling (:class:`TokenPicker`): every output row draws from its own random stream (the Gumbel-max trick,
+an exact draw from the filtered softmax), so a sample does not depend on the batch it is drawn in, and the
+cached, uncached and long samplers, the pipeline and the dataset sampler give the same tokens for one seed.
+Without a seed, torch's global RNG (a multinomial draw, as the reference).
 
+The samplers run on any :class:`~specvqgan.modules.transformer.decoder.IncrementalDecoder` (GPT, FastGPT).
 Classifier-free guidance (``guidance_scale`` s, models trained with ``p_uncond > 0``, docs/guidance.md):
 every sampler runs through :class:`GuidedGPT`, which puts an unconditional stream (the GPT's null
 condition, the same audio tokens) beside the conditional one in the same batch and returns
@@ -24,14 +28,20 @@ condition, the same audio tokens) beside the conditional one in the same batch a
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+import hashlib
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from specvqgan.modules.transformer.decoder import GuidedGPT, IncrementalDecoder, guided
+
 Cond = Union[torch.Tensor, dict]
 CondFn = Callable[[int], Cond]
+Seed = Union[None, int, Sequence[int]]
+__all__ = ['GuidedGPT', 'IncrementalDecoder', 'TokenPicker', 'filter_logits', 'guided', 'pick_tokens', 'prepare_gpt',
+           'row_seeds', 'sample_long', 'sample_long_uncached', 'sample_seed', 'sample_tokens', 'sample_tokens_uncached']
 
 
 # ----------------------------------------------------------------------------- token choice
@@ -51,22 +61,78 @@ def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Opti
 
 
 def pick_tokens(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
-                top_p: Optional[float] = None, greedy: bool = False,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Next tokens (B, 1) from last-position logits (B, V): temperature, top-k/top-p, then a
-    multinomial draw (or argmax if ``greedy``), as the reference ``Net2NetTransformer.sample``."""
+                top_p: Optional[float] = None, greedy: bool = False, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Next tokens (B, 1) from last-position logits (B, V): temperature, top-k/top-p, then a draw: the
+    argmax of the filtered logits plus Gumbel ``noise`` (B, V) (an exact draw from their softmax), or
+    without noise a multinomial draw from torch's global RNG (the reference); ``greedy``: the argmax."""
     logits = logits.float()
     if greedy:
         return torch.argmax(logits, dim=-1, keepdim=True)
     if temperature <= 0:
         raise ValueError(f'temperature must be > 0, got {temperature}')
     logits = filter_logits(logits / temperature, top_k, top_p)
-    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+    if noise is not None:
+        return torch.argmax(logits + noise, dim=-1, keepdim=True)
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
 
 
-def make_generator(seed: Optional[int], device: torch.device | str) -> Optional[torch.Generator]:
-    """A seeded generator, or None (use torch's global RNG) when ``seed`` is None."""
-    return None if seed is None else torch.Generator(device=device).manual_seed(int(seed))
+def sample_seed(seed: int, key: str, k: Any) -> int:
+    """A 63-bit seed for sample ``k`` of the condition named ``key`` (stable across processes and machines)."""
+    digest = hashlib.sha256(f"{int(seed)}:{key}:{k}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def row_seeds(seed: int, num_samples: int, keys: Sequence[str] = ('',)) -> list[int]:
+    """Per-row seeds of a sampler call, condition-major: sample k of condition b -> ``sample_seed(seed,
+    keys[b], k)``. The pipeline keys a video by its file stem, the dataset sampler by its video id (the
+    same for a dataset's clip), so one seed gives one clip the same samples through both."""
+    return [sample_seed(seed, key, k) for key in keys for k in range(num_samples)]
+
+
+class TokenPicker:
+    """Token choice of one sampler call (see :func:`pick_tokens`).
+
+    Args:
+        temperature, top_k, top_p, greedy: as :func:`pick_tokens`.
+        seeds: one seed per output row (per-row seeded sampling) or None (torch's global RNG). Row r's noise
+            for the token at sequence position t (the audio token index, priming tokens counted) is the t-th
+            (V,) draw of ``torch.Generator().manual_seed(seeds[r])`` (CPU, float64 uniform -> Gumbel),
+            drawn ``chunk`` positions at a time: positions must be asked for in increasing order.
+    """
+
+    def __init__(self, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 greedy: bool = False, seeds: Optional[Sequence[int]] = None, chunk: int = 64):
+        self.temperature, self.top_k, self.top_p, self.greedy = temperature, top_k, top_p, greedy
+        self.gens = None if seeds is None or greedy else [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.chunk, self.start, self.noise = int(chunk), 0, None    # noise (B, chunk, V) of positions [start, +chunk)
+
+    def _noise(self, t: int, vocab: int, device) -> torch.Tensor:
+        if t < self.start:
+            raise ValueError(f'per-row noise is drawn in order: position {t} after {self.start}')
+        while self.noise is None or t >= self.start + self.chunk:
+            if self.noise is not None:
+                self.start += self.chunk
+            u = torch.stack([torch.rand(self.chunk, vocab, generator=g, dtype=torch.float64) for g in self.gens])
+            self.noise = (-torch.log(-torch.log(u.clamp_min(1e-300)))).float().to(device)
+        return self.noise[:, t - self.start]
+
+    def __call__(self, logits: torch.Tensor, t: int) -> torch.Tensor:
+        """logits (B, V) of the token at position ``t`` -> tokens (B, 1)."""
+        noise = None
+        if self.gens is not None:
+            if len(self.gens) != logits.shape[0]:
+                raise ValueError(f'{len(self.gens)} row seeds for {logits.shape[0]} rows')
+            noise = self._noise(t, logits.shape[-1], logits.device)
+        return pick_tokens(logits, self.temperature, self.top_k, self.top_p, self.greedy, noise)
+
+
+def _picker(seed: Seed, rows: int, num_samples: int, **options) -> TokenPicker:
+    """The :class:`TokenPicker` of a call over ``rows`` conditions: an int seed gives every condition
+    :func:`row_seeds` with key '' (sample k of any condition: seed (seed, '', k)); a sequence is per output row."""
+    seeds = None if seed is None else row_seeds(seed, num_samples, [''] * rows) if isinstance(seed, int) else list(seed)
+    if seeds is not None and len(seeds) != rows * num_samples:
+        raise ValueError(f'{len(seeds)} seeds for {rows} condition(s) x {num_samples} sample(s)')
+    return TokenPicker(seeds=seeds, **options)
 
 
 def _progress(n: int, enabled: bool, desc: str):
@@ -90,7 +156,7 @@ def _batch(c: Cond) -> int:
     return next(iter(c.values())).shape[0] if isinstance(c, dict) else c.shape[0]
 
 
-def _device(gpt: nn.Module) -> torch.device:
+def _device(gpt: IncrementalDecoder) -> torch.device:
     return gpt.pos_emb.device
 
 
@@ -114,87 +180,19 @@ def _prefill(gpt, c: Cond, prefix: Optional[torch.Tensor], num_samples: int, nee
         emb = torch.cat([emb, gpt.embed_tokens(prefix).to(emb.dtype)], dim=1)
     if emb.shape[1] == 0:
         raise ValueError('nothing to condition on: empty condition and no priming tokens')
-    # a reduced-precision copy picks its cache dtype from the number of rows decoded together
-    dtype = gpt.cache_dtype_for(_batch(c) * num_samples) if hasattr(gpt, 'cache_dtype_for') else None
-    cache = gpt.new_cache(_batch(c), dtype=dtype)
+    # the cache dtype may depend on the number of rows decoded together (a reduced-precision copy)
+    cache = gpt.new_cache(_batch(c), dtype=gpt.cache_dtype_for(_batch(c) * num_samples))
     logits, att = gpt.forward_cached(emb, cache, need_weights=need_weights)
     if att is not None:
         att = att[:, :, -1:].repeat_interleave(num_samples, dim=0)
     return cache.repeat_interleave(num_samples), logits.repeat_interleave(num_samples, dim=0), att
 
 
-# ----------------------------------------------------------------------------- guidance
-class GuidedGPT:
-    """A GPT view for classifier-free guidance: rows ``[0, R)`` of its cache and forward batch are the
-    conditional stream, rows ``[R, 2R)`` the unconditional one (null condition, same tokens), so one forward
-    serves both and the KV cache holds both prefixes (with samples sharing a prefix, as
-    ``KVCache.repeat_interleave`` lays it out, the 2B condition rows each keep their own). The returned
-    logits are the guided ones, (R, T, V) float32: ``uncond + scale * (cond - uncond)``.
-
-    Works over a GPT variant or a :func:`prepare_gpt` copy (the native decoding kernel included); the
-    samplers wrap the GPT with :func:`guided` and are otherwise unchanged.
-    """
-
-    def __init__(self, gpt: nn.Module, scale: float):
-        if not getattr(gpt, 'has_null_condition', False):
-            raise ValueError(f'guidance_scale={scale} needs a model trained with p_uncond > 0 '
-                             '(this one has no null condition)')
-        self.gpt, self.scale = gpt, float(scale)
-
-    def __getattr__(self, name):  # block size, config, pos_emb, cond_length, ...
-        return getattr(self.gpt, name)
-
-    def embed_condition(self, c: Cond) -> torch.Tensor:
-        """(2B, Tc, C): the condition's embeddings, then the null condition's."""
-        emb = self.gpt.embed_condition(c)
-        return torch.cat([emb, self.gpt.null_condition(c).to(emb.dtype)])
-
-    def embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
-        """(R, T) tokens -> (2R, T, C): the same tokens in both streams."""
-        emb = self.gpt.embed_tokens(idx)
-        return torch.cat([emb, emb])
-
-    def cache_dtype_for(self, rows: int):
-        fn = getattr(self.gpt, 'cache_dtype_for', None)
-        return None if fn is None else fn(2 * rows)
-
-    def new_cache(self, batch_size: int, *args, **kwargs):
-        return self.gpt.new_cache(2 * batch_size, *args, **kwargs)
-
-    def combine(self, logits: torch.Tensor) -> torch.Tensor:
-        """(2R, T, V) [cond ; uncond] -> (R, T, V) float32 guided logits."""
-        cond, unc = logits.float().chunk(2)
-        return unc + self.scale * (cond - unc)
-
-    def forward_cached(self, emb: torch.Tensor, cache, last_only: bool = True, need_weights: bool = False):
-        """As ``GPT.forward_cached`` on both streams; the attention returned is the conditional stream's."""
-        logits, att = self.gpt.forward_cached(emb, cache, last_only=last_only, need_weights=need_weights)
-        return self.combine(logits), (None if att is None else att.chunk(2)[0])
-
-    def forward_embeddings(self, emb: torch.Tensor, targets=None, return_attention: bool = False):
-        logits, _, att = self.gpt.forward_embeddings(emb, return_attention=return_attention)
-        return self.combine(logits), None, (None if att is None else att.chunk(2)[0])
-
-    def eval(self):
-        self.gpt.eval()
-        return self
-
-
-def guided(gpt, guidance_scale: float = 1.0):
-    """``gpt`` itself for ``guidance_scale == 1`` (no second stream), else a :class:`GuidedGPT` view."""
-    if float(guidance_scale) == 1.0:
-        return gpt
-    if not float(guidance_scale) >= 0:
-        raise ValueError(f'guidance_scale must be >= 0, got {guidance_scale}')
-    return GuidedGPT(gpt, guidance_scale)
-
-
 # ----------------------------------------------------------------------------- trained length
 @torch.inference_mode()
-def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[torch.Tensor] = None,
+def sample_tokens(gpt: IncrementalDecoder, cond: Cond, steps: int, *, prefix: Optional[torch.Tensor] = None,
                   num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
-                  top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
-                  generator: Optional[torch.Generator] = None, progress: bool = False,
+                  top_p: Optional[float] = None, greedy: bool = False, seed: Seed = None, progress: bool = False,
                   return_attention: bool = False, callback: Optional[Callable[[int], Any]] = None,
                   guidance_scale: float = 1.0):
     """Sample ``steps`` tokens after ``[cond ; prefix]`` with a KV cache.
@@ -206,7 +204,9 @@ def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[to
         steps: tokens to generate. prefix: (B, P) priming tokens (e.g. the first k ground-truth columns).
         num_samples: samples per condition, drawn in one batch (rows ordered condition-major).
         temperature, top_k, top_p, greedy: token choice (see :func:`pick_tokens`).
-        seed / generator: reproducibility; neither -> torch's global RNG (as the reference).
+        seed: per-row seeded sampling (:class:`TokenPicker`): an int (sample k of each condition seeded
+            by ``sample_seed(seed, '', k)``) or one seed per output row (:func:`row_seeds`); None: torch's
+            global RNG (as the reference).
         progress: show a progress bar. callback: called with the step index before each step.
         return_attention: also return the last layer's attention of the final step's query,
             (B*n, n_head, 1, cond+P+steps-1) (a row of the reference's returned attention).
@@ -225,14 +225,15 @@ def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[to
     if total > gpt.get_block_size():
         raise ValueError(f'condition + prefix + steps - 1 = {total} exceeds the block size '
                          f'{gpt.get_block_size()}; use sample_long for longer audio')
-    gen = generator if generator is not None else make_generator(seed, device)
+    pick = _picker(seed, B, num_samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    P = prefix.shape[1]
     want_att = return_attention and steps == 1
     cache, logits, att = _prefill(gpt, cond, prefix, num_samples, need_weights=want_att)
     out = [prefix.repeat_interleave(num_samples, dim=0)]
     for k in _progress(steps, progress, 'sampling'):
         if callback is not None:
             callback(k)
-        tok = pick_tokens(logits[:, -1], temperature, top_k, top_p, greedy, gen)
+        tok = pick(logits[:, -1], P + k)
         out.append(tok)
         if k + 1 < steps:
             want_att = return_attention and k + 2 == steps
@@ -242,10 +243,9 @@ def sample_tokens(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[to
 
 
 @torch.inference_mode()
-def sample_tokens_uncached(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Optional[torch.Tensor] = None,
+def sample_tokens_uncached(gpt: IncrementalDecoder, cond: Cond, steps: int, *, prefix: Optional[torch.Tensor] = None,
                            num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
-                           top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
-                           generator: Optional[torch.Generator] = None, progress: bool = False,
+                           top_p: Optional[float] = None, greedy: bool = False, seed: Seed = None, progress: bool = False,
                            return_attention: bool = False, guidance_scale: float = 1.0):
     """The reference loop: the whole ``[cond ; tokens]`` sequence is recomputed for every token.
     Same arguments and results as :func:`sample_tokens` (the baseline of the benchmark)."""
@@ -255,11 +255,11 @@ def sample_tokens_uncached(gpt: nn.Module, cond: Cond, steps: int, *, prefix: Op
     B = _batch(cond) // num_samples
     x = torch.zeros(B, 0, dtype=torch.long, device=device) if prefix is None else prefix.to(device)
     x = x.repeat_interleave(num_samples, dim=0)
-    gen = generator if generator is not None else make_generator(seed, device)
+    pick = _picker(seed, B, num_samples, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     att = None
     for k in _progress(steps, progress, 'sampling (uncached)'):
         logits, att = full_logits(gpt, x, cond, return_attention and k + 1 == steps)
-        x = torch.cat([x, pick_tokens(logits[:, -1], temperature, top_k, top_p, greedy, gen)], dim=1)
+        x = torch.cat([x, pick(logits[:, -1], x.shape[1])], dim=1)
     if return_attention:
         return x, (att[:, :, -1:] if att is not None else None)
     return x
@@ -290,9 +290,9 @@ def _check_long(gpt, H: int, W: int, total_cols: int, c0: Cond) -> None:
         raise ValueError(f'total_cols={total_cols} is shorter than the window W={W}; use sample_tokens')
 
 
-def _long_setup(gpt, cond, H: int, W: int, total_cols: int, prefix, num_samples: int, seed, generator):
+def _long_setup(gpt, cond, H: int, W: int, total_cols: int, prefix, num_samples: int, seed: Seed, options: dict):
     """Shared start of the long samplers: the condition (fixed or a function of the window start),
-    the (B * num_samples, H * total_cols) token buffer with the priming prefix, and the generator."""
+    the (B * num_samples, H * total_cols) token buffer with the priming prefix, and the token picker."""
     device = _device(gpt)
     cond_fn = cond if callable(cond) else None
     c0 = _to(cond_fn(0) if cond_fn else cond, device)
@@ -301,16 +301,14 @@ def _long_setup(gpt, cond, H: int, W: int, total_cols: int, prefix, num_samples:
     P = 0 if prefix is None else prefix.shape[1]
     if P:
         seq[:, :P] = prefix.to(device).repeat_interleave(num_samples, dim=0)
-    gen = generator if generator is not None else make_generator(seed, device)
-    return device, cond_fn, c0, seq, P, gen
+    return device, cond_fn, c0, seq, P, _picker(seed, _batch(c0), num_samples, **options)
 
 
 @torch.inference_mode()
-def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, total_cols: int,
+def sample_long(gpt: IncrementalDecoder, cond: Union[Cond, CondFn], *, H: int, W: int, total_cols: int,
                 prefix: Optional[torch.Tensor] = None, window_hop: int = 1, context_cols: Optional[int] = None,
                 num_samples: int = 1, temperature: float = 1.0, top_k: Optional[int] = None,
-                top_p: Optional[float] = None, greedy: bool = False, seed: Optional[int] = None,
-                generator: Optional[torch.Generator] = None, progress: bool = False,
+                top_p: Optional[float] = None, greedy: bool = False, seed: Seed = None, progress: bool = False,
                 guidance_scale: float = 1.0) -> torch.Tensor:
     """Generate an (H, total_cols) token grid (column-major, (B*n, H*total_cols)) with a sliding window.
 
@@ -324,7 +322,8 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
     each move re-encodes only the window's earlier columns; within a window one token per step.
     """
     gpt = guided(gpt, guidance_scale)
-    device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    device, cond_fn, c0, seq, P, pick = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, options)
     n_tok = seq.shape[1]
     base = None if cond_fn else _prefill(gpt, c0, None, num_samples)
     n_cond = gpt.cond_length(c0)
@@ -342,7 +341,7 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
             if t > s * H:
                 logits, _ = gpt.forward_cached(gpt.embed_tokens(seq[:, s * H:t]), cache)
             cur = s
-        tok = pick_tokens(logits[:, -1], temperature, top_k, top_p, greedy, gen)
+        tok = pick(logits[:, -1], t)
         seq[:, t:t + 1] = tok
         if t + 1 < n_tok and window_start((t + 1) // H, W, total_cols, context_cols, window_hop) == cur:
             logits, _ = gpt.forward_cached(gpt.embed_tokens(tok), cache)
@@ -350,17 +349,17 @@ def sample_long(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, to
 
 
 @torch.inference_mode()
-def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W: int, total_cols: int,
+def sample_long_uncached(gpt: IncrementalDecoder, cond: Union[Cond, CondFn], *, H: int, W: int, total_cols: int,
                          prefix: Optional[torch.Tensor] = None, window_hop: int = 1,
                          context_cols: Optional[int] = None, num_samples: int = 1, temperature: float = 1.0,
                          top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
-                         seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                         progress: bool = False, guidance_scale: float = 1.0) -> torch.Tensor:
+                         seed: Seed = None, progress: bool = False, guidance_scale: float = 1.0) -> torch.Tensor:
     """The reference's windowed loop (``sample_visualization.sample_conditionally``): for every token
     the whole W-column window (future cells zero) is run through the GPT and the logit at the token's
     local position is used. Same arguments and results as :func:`sample_long`."""
     gpt = guided(gpt, guidance_scale)
-    device, cond_fn, c0, seq, P, gen = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, generator)
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    device, cond_fn, c0, seq, P, pick = _long_setup(gpt, cond, H, W, total_cols, prefix, num_samples, seed, options)
     n_tok = seq.shape[1]
     for t in _progress(n_tok - P, progress, 'sampling (long, uncached)'):
         t += P
@@ -368,12 +367,12 @@ def sample_long_uncached(gpt: nn.Module, cond: Union[Cond, CondFn], *, H: int, W
         c = repeat_cond(_to(cond_fn(s), device) if cond_fn else c0, num_samples)
         patch = seq[:, s * H:(s + W) * H]
         logits = full_logits(gpt, patch[:, :-1], c)[0][:, -H * W:]
-        seq[:, t:t + 1] = pick_tokens(logits[:, t - s * H], temperature, top_k, top_p, greedy, gen)
+        seq[:, t:t + 1] = pick(logits[:, t - s * H], t)
     return seq
 
 
 # ----------------------------------------------------------------------------- inference precision
-def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False, native: bool = True) -> nn.Module:
+def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', native: bool = True) -> IncrementalDecoder:
     """An eval-mode inference copy of ``gpt``.
 
     precision: ``'fp32'`` (the module itself, unchanged: sampling stays exact), or a reduced-precision
@@ -382,8 +381,6 @@ def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False, 
     bfloat16) or ``'int8'`` (per-channel int8 weights with dynamically quantized activations, the
     head included; CPU only). Reduced precision changes the logits slightly; the benchmark reports
     the max logit difference and the greedy-token agreement against fp32.
-    compile: (reduced precision only) run the one-query attention through ``torch.compile``; the
-    first step then compiles (seconds to tens of seconds on CPU).
     native: (reduced precision only) run the one-query attention of each decoding step in the C++ kernel
     of :class:`~specvqgan.modules.transformer.fast_decode.NativeDecodeAttention` (compiled on first use;
     plain torch where no compiler is found or ``SPECVQGAN_NATIVE=0``).
@@ -392,5 +389,5 @@ def prepare_gpt(gpt: nn.Module, precision: str = 'fp32', compile: bool = False, 
         return gpt.eval()
     if precision in ('bf16', 'int8'):
         from specvqgan.modules.transformer.fast_decode import FastGPT
-        return FastGPT(gpt, precision, compile=compile, native=native)
+        return FastGPT(gpt, precision, native=native)
     raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")

@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from specvqgan.modules.transformer.decoder import IncrementalDecoder
 from specvqgan.modules.transformer.mingpt import GPTClass, GPTFeats, GPTFeatsClass
-from specvqgan.sampling import sample_long, sample_tokens
+from specvqgan.sampling import Seed, sample_long, sample_tokens
 
 _PREFIX_GPTS = (GPTFeats, GPTClass, GPTFeatsClass)
 
@@ -80,7 +81,7 @@ class TokenSampling:
     def generate(self, c: Any, *, num_samples: int = 1, total_cols: Optional[int] = None,
                  x: Optional[torch.Tensor] = None, prime_cols: int = 0, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, greedy: bool = False,
-                 seed: Optional[int] = None, window_hop: int = 1, gpt: Optional[torch.nn.Module] = None,
+                 seed: Seed = None, window_hop: int = 1, gpt: Optional[IncrementalDecoder] = None,
                  progress: bool = False, guidance_scale: float = 1.0, decode: bool = True):
         """Condition -> (tokens (B*n, H*total_cols), mel (B*n, 1, 80, 16*total_cols) in [-1, 1]).
 
@@ -90,6 +91,7 @@ class TokenSampling:
                 e.g. ``3 * W`` for 3x the trained length). x / prime_cols: prime with the first
                 ``prime_cols`` columns of the mel x (B, 1, 80, T). gpt: an inference copy from
                 :func:`specvqgan.sampling.prepare_gpt` (bf16/int8), default ``self.transformer``.
+            seed: per-row seeded sampling: an int, or one seed per output row (:func:`specvqgan.sampling.row_seeds`).
             guidance_scale: classifier-free guidance scale (1: off; > 1 needs ``p_uncond > 0`` in training).
             decode: False -> (tokens, None): the caller decodes (:meth:`decode_to_img`, e.g. in bf16).
             Other arguments: see :func:`specvqgan.sampling.sample_tokens` / ``sample_long``.

@@ -3,6 +3,7 @@ layout of the ``toy_root`` fixture: file naming and shapes, seeded determinism i
 batch, resume, shards, reconstructions, and pairing with evaluate.py's rule."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,8 +14,7 @@ from omegaconf import OmegaConf
 
 from evaluation.metrics import video_id
 from specvqgan.config import instantiate_from_config
-from specvqgan.dataset_sampling import (RowNoiseGPT, SamplerOptions, gumbel_noise, sample_dataset,
-                                        sample_seed)
+from specvqgan.dataset_sampling import SamplerOptions, sample_dataset, sample_seed
 from specvqgan.sampling import sample_tokens
 
 VOCAB = 16
@@ -172,18 +172,15 @@ def test_gumbel_rows_are_exact_draws_and_batch_independent():
     cond3 = torch.cat([c, c[:1]])
 
     def draw(cond, rows):
-        view = RowNoiseGPT(gpt, gumbel_noise(rows, 5, gpt.config.vocab_size), cond.shape[-1], top_k=6)
-        return sample_tokens(view, cond, 5, greedy=True)
+        return sample_tokens(gpt, cond, 5, top_k=6, seed=rows)
 
     both = draw(cond3, seeds)
     torch.testing.assert_close(draw(cond3[2:], seeds[2:]), both[2:])
     torch.testing.assert_close(draw(cond3[:1], seeds[:1]), both[:1])
     # one step from a fixed context: empirical frequencies vs softmax(top-k logits)
     n = 4000
-    noise = gumbel_noise(range(n), 1, gpt.config.vocab_size)
     cond = c[:1].expand(n, -1, -1)
-    view = RowNoiseGPT(gpt, noise, cond.shape[-1], temperature=0.7, top_k=6)
-    tokens = sample_tokens(view, cond, 1, greedy=True)[:, 0]
+    tokens = sample_tokens(gpt, cond, 1, temperature=0.7, top_k=6, seed=list(range(n)))[:, 0]
     with torch.no_grad():
         cache = gpt.new_cache(1)
         logits = gpt.forward_cached(gpt.embed_condition(c[:1]), cache)[0][0, -1]
@@ -254,7 +251,8 @@ def test_torchrun_two_processes_write_the_single_process_files(repo_root, tiny_c
            "scripts/sample_dataset.py", "--no-progress", *map(str, args), "--out", str(tmp_path / "two")]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    shards = sorted(json.loads(line)["shard"] for line in proc.stdout.splitlines() if line.startswith("{"))
+    # the two ranks print one JSON line each; their lines may interleave on the shared stdout
+    shards = sorted(json.loads(obj)["shard"] for obj in re.findall(r"\{[^{}]*\}", proc.stdout))
     assert shards == ["0/2", "1/2"]
     one, two = tmp_path / "one", tmp_path / "two"
     names = sorted(p.relative_to(one).as_posix() for p in one.rglob("*") if p.is_file())
@@ -293,3 +291,49 @@ def test_av_benchmark_folders_pair_by_name(repo_root, tiny_ckpt, toy_video, tmp_
     assert len(sf.read(bench / "pred_audio/sample_1/bell__bell_0001.flac")[0]) == mel.shape[1] * 256
     info = probe(bench / "video/sample_1/bell__bell_0001.mp4")
     assert info.has_video and info.has_audio and abs(info.audio_duration - len(pred) / sr) < 0.05
+
+
+def test_one_seed_gives_the_same_tokens_through_every_entry_point(tiny_ckpt, tmp_path, monkeypatch):
+    """Seed 7: the dataset sampler (batches of 3 mixing clips), ``VideoToSound.compute`` on ``<video id>.mp4``
+    (its condition = the dataset item: feature extraction is tested in test_generate) and ``sample_tokens``
+    with the rows' seeds draw the same tokens for each clip; another seed draws others."""
+    from specvqgan.dataset_sampling import build_split, clip_names, data_config, load_item
+    from specvqgan.models.cond_transformer import Net2NetTransformer
+    from specvqgan.pipeline import Plan, VideoToSound
+    from specvqgan.sampling import row_seeds
+    from specvqgan.video_condition import ConditionSpec
+    from vocoder.inference import load_vocoder
+
+    drawn = []
+    generate = Net2NetTransformer.generate
+
+    def spy(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        drawn.append(out[0])
+        return out
+
+    monkeypatch.setattr(Net2NetTransformer, "generate", spy)
+    sample_dataset(SamplerOptions(ckpt=str(tiny_ckpt), out=str(tmp_path / "s"), samples_per_video=2, batch_size=3,
+                                  top_k=8, seed=7, device="cpu", progress=False))
+    by_dataset = torch.cat(drawn)  # rows (bell, 0), (bell, 1), (drum, 0), (drum, 1)
+
+    model = Net2NetTransformer.from_checkpoint(tiny_ckpt)
+    dataset = build_split(data_config(tiny_ckpt), "validation")
+    clips = clip_names(dataset)
+    assert clips == ["bell/bell_0001", "drum/drum_0001"]
+    spec = ConditionSpec("color", ("color",), 12, 2.0, 43, 40, 40)
+    pipe = VideoToSound(model, load_vocoder(None), spec)
+    H, W = model.shape.latent_rows, model.shape.latent_cols
+    for i, clip in enumerate(clips):
+        vid = clip.split("/")[1]
+        batch = torch.utils.data.default_collate([load_item(dataset, i, clip, 7)])
+        cond = model.get_input(model.cond_stage_key, batch)
+        monkeypatch.setattr(pipe, "prepare", lambda video, *a: Plan(video, 2.0, 16 * W, W, None))
+        monkeypatch.setattr(pipe, "condition", lambda plan, start, class_id: cond)
+        sound = pipe.compute(tmp_path / "videos" / f"{vid}.mp4", samples=2, top_k=8, seed=7)
+        direct = sample_tokens(model.transformer, cond, H * W, num_samples=2, top_k=8, seed=row_seeds(7, 2, [vid]))
+        want = by_dataset[2 * i:2 * i + 2]
+        assert torch.equal(torch.as_tensor(sound.tokens), want) and torch.equal(direct, want)
+        assert not torch.equal(want[0], want[1])
+        other = sample_tokens(model.transformer, cond, H * W, num_samples=2, top_k=8, seed=row_seeds(8, 2, [vid]))
+        assert not torch.equal(other, want)

@@ -1,8 +1,8 @@
 """Reduced-precision inference copy of the GPT for fast incremental decoding on CPU.
 
 :func:`specvqgan.sampling.prepare_gpt` returns a :class:`FastGPT` for ``'int8'`` and ``'bf16'``.
-It behaves like the GPT for the samplers (``embed_condition``, ``null_condition``, ``embed_tokens``,
-``new_cache``, ``forward_cached``, ``forward_embeddings``, ``cond_length``, ``pos_emb``, ``config``) but runs a
+It implements the samplers' :class:`~specvqgan.modules.transformer.decoder.IncrementalDecoder` interface as
+the GPT does, with the same attention (:mod:`specvqgan.modules.transformer.attention`), but runs a
 functional decoding step that cuts the per-step overhead of the module path:
 
 * key/query/value are fused into one Linear (one int8 GEMM instead of three; only in this copy, the
@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from specvqgan.modules.transformer.attention import attend, decode_attention
 from specvqgan.modules.transformer.kv_cache import KVCache
-from specvqgan.modules.transformer.mingpt import attention_mask
 
 PRECISIONS = ('bf16', 'int8')
 
@@ -135,15 +135,15 @@ class FastGPT(nn.Module):
         precision: ``'int8'`` (per-channel int8 weights, fp32 activations, CPU) or ``'bf16'``.
         cache_dtype: dtype of the key/value cache; None: :meth:`cache_dtype_for` (bf16, or fp32 for
             a single row in int8).
-        compile: run the one-query attention through ``torch.compile`` (see
-            :func:`compiled_decode_attention`).
+        native: run the one-query attention of a decoding step in :class:`NativeDecodeAttention` (plain
+            torch, :func:`~specvqgan.modules.transformer.attention.decode_attention`, where it cannot be built).
         pack_in_background: (int8) pack the int8 weights for fbgemm in a background thread, layer by layer in
             the order the forward pass needs them: the constructor returns at once and the first forward waits
             only for what is not packed yet (the pipeline extracts the video features meanwhile).
     """
 
     def __init__(self, gpt: nn.Module, precision: str = 'int8', cache_dtype: Optional[torch.dtype] = None,
-                 compile: bool = False, native: bool = True, state: Optional[dict] = None,
+                 native: bool = True, state: Optional[dict] = None,
                  pack_in_background: bool = False):
         super().__init__()
         if precision not in PRECISIONS:
@@ -151,8 +151,7 @@ class FastGPT(nn.Module):
         self.precision = precision
         self.act_dtype = torch.bfloat16 if precision == 'bf16' else torch.float32
         self.cache_dtype = cache_dtype
-        self._attend = compiled_decode_attention if compile else _decode_attention
-        self._native = native_decode_attention() if native and not compile else None
+        self._native = native_decode_attention() if native else None
         state = prepared_state(gpt, precision) if state is None else state
         _check_state(gpt, state, precision)
         # the condition embedders, token/position embeddings: a body without blocks, head and final norm
@@ -218,9 +217,7 @@ class FastGPT(nn.Module):
         return torch.float32 if rows == 1 and self.precision == 'int8' else torch.bfloat16
 
     def new_cache(self, batch_size: int, max_len: Optional[int] = None, dtype=None, device=None) -> KVCache:
-        c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, max_len or self.block_size,
-                       dtype or self.cache_dtype_for(batch_size), device or self.pos_emb.device)
+        return KVCache.for_decoder(self, batch_size, max_len, dtype, device)
 
     def forward_embeddings(self, emb: torch.Tensor, targets: Optional[torch.Tensor] = None,
                            return_attention: bool = False):
@@ -256,10 +253,14 @@ class FastGPT(nn.Module):
             else:
                 q, k, v = qkv.view(B, T, 3, nh, C // nh).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
                 k, v = cache.append(i, k, v)
+                shared = cache.prefix(i)
                 if T == 1 and not (need_weights and i == last):
-                    y = self._attend(q, k, v, cache.prefix(i))
-                else:
-                    y, a = self._attention(q, k, v, cache.prefix(i), start, need_weights and i == last)
+                    y = decode_attention(q, k, v, shared)
+                else:  # several new positions (prefill, window rebuild) or the weights: fp32
+                    if shared is not None:
+                        shared = (shared[0].float(), shared[1].float(), shared[2])
+                    y, a = attend(q.float(), k.float(), v.float(), offset=start, n_unmasked=self.n_unmasked,
+                                  shared=shared, need_weights=need_weights and i == last)
                     att = a if a is not None else att
                 x = x + L['proj'](y.transpose(1, 2).reshape(B, T, C).to(self.act_dtype))
             h = F.gelu(L['fc1'](F.layer_norm(x, (C,), *L['ln2'])), approximate=L['gelu'])
@@ -268,22 +269,6 @@ class FastGPT(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.head(F.layer_norm(x, (C,), *self.ln_f)), att
-
-    def _attention(self, q, k, v, shared, offset: int, need_weights: bool):
-        """Several new queries (prefill, window rebuild) or the attention weights: plain masked
-        attention in fp32 over [shared prefix ; own keys]. Returns (y (B, nh, T, hs), att or None)."""
-        if shared is not None:
-            pk, pv, g = shared
-            k = torch.cat([pk.repeat_interleave(g, dim=0), k], dim=2)
-            v = torch.cat([pv.repeat_interleave(g, dim=0), v], dim=2)
-        q, k, v = q.float(), k.float(), v.float()
-        T, L = q.shape[2], k.shape[2]
-        mask = attention_mask(offset, T, L, self.n_unmasked, q.device)
-        if not need_weights:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = F.softmax(att.masked_fill(~mask, float('-inf')), dim=-1)
-        return att @ v, att
 
 
 def _check_state(gpt: nn.Module, state: dict, precision: str) -> None:
@@ -316,28 +301,6 @@ def _check_state(gpt: nn.Module, state: dict, precision: str) -> None:
                          f'unexpected {extra[:4]}, wrong {wrong[:2]}')
 
 
-def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared) -> torch.Tensor:
-    """One new query per row. q: (B, nh, 1, hs); k, v: the row's own cached keys/values (B, nh, Ls, hs)
-    (current position included); shared: None or (pk, pv, g), a prefix (B/g, nh, Lp, hs) common to
-    groups of g consecutive rows. Returns (B, nh, 1, hs) in the cache dtype."""
-    B, nh, _, hs = q.shape
-    scale = 1.0 / math.sqrt(hs)
-    qc = q.to(k.dtype)
-    s = torch.matmul(k, qc.transpose(-2, -1)).squeeze(-1)                 # (B, nh, Ls)  K q
-    if shared is None:
-        p = torch.softmax(s.float() * scale, dim=-1).to(v.dtype)
-        return torch.matmul(p.unsqueeze(-2), v)                            # (B, nh, 1, hs)
-    pk, pv, g = shared
-    Bc, Lp = pk.shape[0], pk.shape[2]
-    qg = qc.view(Bc, g, nh, hs).transpose(1, 2)                            # (Bc, nh, g, hs)
-    sp = torch.matmul(qg, pk.transpose(-2, -1)).transpose(1, 2).reshape(B, nh, Lp)
-    p = torch.softmax(torch.cat([sp, s], dim=-1).float() * scale, dim=-1).to(v.dtype)
-    pp, po = p.split([Lp, s.shape[-1]], dim=-1)
-    yp = torch.matmul(pp.view(Bc, g, nh, Lp).transpose(1, 2), pv)          # (Bc, nh, g, hs)
-    y = torch.matmul(po.unsqueeze(-2), v)                                  # (B, nh, 1, hs)
-    return y + yp.transpose(1, 2).reshape(B, nh, 1, hs)
-
-
 _NATIVE_SOURCE = Path(__file__).parent / 'csrc' / 'decode_attention.cpp'
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
@@ -346,7 +309,7 @@ class NativeDecodeAttention:
     """The one-query decoding step of one layer in C++ (``csrc/decode_attention.cpp``): writes the new
     key/value into the cache and attends over [shared prefix ; own positions] in one pass that reads each
     cached byte once (fp32 accumulation; fp32 or bf16 cache). :meth:`load` returns None where the kernel
-    cannot be compiled (callers then use :func:`_decode_attention`)."""
+    cannot be compiled (callers then use :func:`~specvqgan.modules.transformer.attention.decode_attention`)."""
 
     FUNCTIONS = {torch.float32: 'decode_attention_f32', torch.bfloat16: 'decode_attention_bf16'}
     # B, nh, hs, qkv, qkv_stride, kc, vc, c_sb, c_sh, own_start, pos, pk, pv, p_sb, p_sh, Lp, group, y, y_stride, scale
@@ -392,39 +355,3 @@ class NativeDecodeAttention:
 def native_decode_attention() -> Optional[NativeDecodeAttention]:
     """The :class:`NativeDecodeAttention` (its library compiled on first use, loaded once per process), or None."""
     return NativeDecodeAttention.load()
-
-
-def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """As :func:`_decode_attention` without a shared prefix, written as reductions that the
-    compiler fuses into one pass over K and one over V (fp32 accumulation). Returns (B, nh, 1, hs)."""
-    s = (k.float() * q.float()).sum(-1) * (1.0 / math.sqrt(q.shape[-1]))   # (B, nh, Ls)
-    p = torch.softmax(s, dim=-1)
-    return (p.unsqueeze(-1) * v.float()).sum(2, keepdim=True)
-
-
-def _fused_shared_attention(q, k, v, pk, pv) -> torch.Tensor:
-    """As :func:`_decode_attention` with a shared prefix pk, pv (B/g, nh, Lp, hs), for the compiler."""
-    B, nh, _, hs = q.shape
-    Bc, Lp = pk.shape[0], pk.shape[2]
-    qf = q.float().view(Bc, B // Bc, nh, 1, hs)
-    sp = (pk.float().unsqueeze(1) * qf).sum(-1).view(B, nh, Lp)            # (B, nh, Lp)
-    so = (k.float() * q.float()).sum(-1)                                    # (B, nh, Ls)
-    p = torch.softmax(torch.cat([sp, so], dim=-1) * (1.0 / math.sqrt(hs)), dim=-1)
-    yp = (p[..., :Lp].reshape(Bc, B // Bc, nh, Lp, 1) * pv.float().unsqueeze(1)).sum(3).view(B, nh, 1, hs)
-    return (p[..., Lp:].unsqueeze(-1) * v.float()).sum(2, keepdim=True) + yp
-
-
-_COMPILED: dict = {}
-
-
-def compiled_decode_attention(q, k, v, shared) -> torch.Tensor:
-    """:func:`_decode_attention` through ``torch.compile`` (inductor, dynamic shapes). The first calls
-    compile (~10 s on a quiet 2-core CPU, minutes on a busy one); a cache length of 1 and sizes that
-    happen to coincide (duck sizing, e.g. batch == heads) compile further variants."""
-    if not _COMPILED:
-        _COMPILED['own'] = torch.compile(_fused_attention, dynamic=True)
-        _COMPILED['shared'] = torch.compile(_fused_shared_attention, dynamic=True)
-    if shared is None:
-        return _COMPILED['own'](q, k, v)
-    pk, pv, _ = shared
-    return _COMPILED['shared'](q, k, v, pk, pv)

@@ -32,6 +32,16 @@ class KVCache:
         self.prefix_v: list[torch.Tensor] | None = None
         self.prefix_len, self.group = 0, 1
 
+    @classmethod
+    def for_decoder(cls, decoder, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None,
+                    device: torch.device | str | None = None) -> 'KVCache':
+        """An empty cache for an :class:`~specvqgan.modules.transformer.decoder.IncrementalDecoder` (its
+        ``config`` geometry): ``max_len`` defaults to its block size, ``dtype`` to its
+        ``cache_dtype_for(batch_size)`` (else its activation dtype), ``device`` to its ``pos_emb``'s."""
+        c, ref = decoder.config, decoder.pos_emb
+        return cls(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, max_len or decoder.get_block_size(),
+                   dtype or decoder.cache_dtype_for(batch_size) or ref.dtype, device or ref.device)
+
     @property
     def batch_size(self) -> int:
         return self.k[0].shape[0]

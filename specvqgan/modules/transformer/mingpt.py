@@ -21,13 +21,13 @@ unconditional prefix the guided samplers of :mod:`specvqgan.sampling` run beside
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from specvqgan.modules.transformer.attention import attend, attention_mask, decode_attention
 from specvqgan.modules.transformer.kv_cache import KVCache
 
 logger = logging.getLogger(__name__)
@@ -48,17 +48,6 @@ class GPTConfig:
         self.embd_pdrop, self.resid_pdrop, self.attn_pdrop = embd_pdrop, resid_pdrop, attn_pdrop
         self.n_unmasked = int(n_unmasked)
         self.p_uncond = float(p_uncond)
-
-
-def attention_mask(q_start: int, T: int, L: int, n_unmasked: int = 0, device=None) -> torch.Tensor:
-    """(T, L) bool mask, True = may attend: query at absolute position ``q_start + i`` sees keys
-    ``<= q_start + i``; the first ``n_unmasked`` positions also see each other (reference option)."""
-    q = torch.arange(q_start, q_start + T, device=device)[:, None]
-    k = torch.arange(L, device=device)[None, :]
-    mask = k <= q
-    if n_unmasked > 0:
-        mask = mask | ((q < n_unmasked) & (k < n_unmasked))
-    return mask
 
 
 class CausalSelfAttention(nn.Module):
@@ -88,46 +77,13 @@ class CausalSelfAttention(nn.Module):
             offset = cache.length
             k, v = cache.append(layer, k, v)
             shared = cache.prefix(layer)
-        if shared is not None and T == 1 and not need_weights:
-            y = _shared_prefix_attention(q, k, v, *shared)
-            return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C))), None
-        if shared is not None:  # several new positions after a shared prefix: materialise it
-            pk, pv, g = shared
-            k = torch.cat([pk.repeat_interleave(g, dim=0), k], dim=2)
-            v = torch.cat([pv.repeat_interleave(g, dim=0), v], dim=2)
-        L = k.shape[2]
         att = None
-        if need_weights:
-            mask = attention_mask(offset, T, L, self.n_unmasked, x.device)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            att = F.softmax(att.masked_fill(~mask, float('-inf')), dim=-1)
-            y = self.attn_drop(att) @ v
+        if shared is not None and T == 1 and not need_weights:  # a decoding step after a shared prefix
+            y = decode_attention(q, k, v, shared)
         else:
-            mask, is_causal = None, False
-            if self.n_unmasked > 0 or (offset > 0 and T > 1):
-                mask = attention_mask(offset, T, L, self.n_unmasked, x.device)
-            elif T > 1:
-                is_causal = True
-            p = self.attn_drop.p if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_drop(self.proj(y)), att
-
-
-def _shared_prefix_attention(q, k, v, pk, pv, group: int) -> torch.Tensor:
-    """Attention of one new query per row over a prefix shared by groups of ``group`` rows plus
-    each row's own keys. q: (B, nh, 1, hs); k, v: (B, nh, Ls, hs); pk, pv: (B/group, nh, Lp, hs).
-    Returns (B, nh, 1, hs). The prefix is read once per condition instead of once per sample."""
-    B, nh, _, hs = q.shape
-    Bc, Lp = pk.shape[0], pk.shape[2]
-    scale = 1.0 / math.sqrt(hs)
-    qg = q.reshape(Bc, group, nh, hs).transpose(1, 2)                          # (Bc, nh, g, hs)
-    s_p = (qg @ pk.transpose(-2, -1)).transpose(1, 2).reshape(B, nh, 1, Lp)     # (B, nh, 1, Lp)
-    s_o = q @ k.transpose(-2, -1)                                                # (B, nh, 1, Ls)
-    w = torch.softmax(torch.cat([s_p, s_o], dim=-1) * scale, dim=-1)
-    w_p, w_o = w.split([Lp, k.shape[2]], dim=-1)
-    y_p = (w_p.reshape(Bc, group, nh, Lp).transpose(1, 2) @ pv).transpose(1, 2).reshape(B, nh, 1, hs)
-    return w_o @ v + y_p
+            y, att = attend(q, k, v, offset=offset, n_unmasked=self.n_unmasked, shared=shared,
+                            need_weights=need_weights, dropout_p=self.attn_drop.p if self.training else 0.0)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C))), att
 
 
 def _drop_reference_mask(module: CausalSelfAttention, state_dict: dict, prefix: str, *args: Any) -> None:
@@ -277,12 +233,13 @@ class GPT(nn.Module):
         return self.forward_embeddings(emb, targets, return_attention)
 
     # --- incremental path ---
+    def cache_dtype_for(self, rows: int) -> Optional[torch.dtype]:
+        """Key/value cache dtype for ``rows`` rows decoded together: None, the model's own dtype."""
+        return None
+
     def new_cache(self, batch_size: int, max_len: Optional[int] = None, dtype=None, device=None) -> KVCache:
         """An empty :class:`KVCache` for this model (``max_len`` defaults to the block size)."""
-        ref = self.pos_emb
-        c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, max_len or self.block_size,
-                       dtype or ref.dtype, device or ref.device)
+        return KVCache.for_decoder(self, batch_size, max_len, dtype, device)
 
     def forward_cached(self, emb: torch.Tensor, cache: KVCache, last_only: bool = True,
                        need_weights: bool = False):

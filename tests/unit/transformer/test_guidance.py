@@ -3,7 +3,7 @@ batch and one KV cache) equal to a plain reference loop that runs the two stream
 import pytest
 import torch
 
-from specvqgan.sampling import (GuidedGPT, _prefill, full_logits, make_generator, pick_tokens, prepare_gpt, repeat_cond, sample_long,
+from specvqgan.sampling import (GuidedGPT, TokenPicker, _prefill, full_logits, prepare_gpt, repeat_cond, row_seeds, sample_long,
                                 sample_long_uncached, sample_tokens, sample_tokens_uncached)
 
 H, W = 2, 6  # the tiny grid of conftest
@@ -15,14 +15,15 @@ def reference_guided(gpt, c, steps, scale, *, num_samples=1, prefix=None, seed=N
     cond = repeat_cond(c, num_samples)
     n_rows = num_samples * (next(iter(c.values())) if isinstance(c, dict) else c).shape[0]
     x = torch.zeros(n_rows, 0, dtype=torch.long) if prefix is None else prefix.repeat_interleave(num_samples, 0)
-    gen = make_generator(seed, 'cpu')
+    n_cond = n_rows // num_samples
+    pick = TokenPicker(greedy=greedy, seeds=None if seed is None else row_seeds(seed, num_samples, [''] * n_cond), **kw)
     with torch.no_grad():
         for _ in range(steps):
             tok = gpt.embed_tokens(x)
             lc = gpt.forward_embeddings(torch.cat([gpt.embed_condition(cond), tok.to(torch.float32)], 1))[0]
             lu = gpt.forward_embeddings(torch.cat([gpt.null_condition(cond), tok.to(torch.float32)], 1))[0]
             lc, lu = lc[:, -1].float(), lu[:, -1].float()
-            x = torch.cat([x, pick_tokens(lu + scale * (lc - lu), greedy=greedy, generator=gen, **kw)], 1)
+            x = torch.cat([x, pick(lu + scale * (lc - lu), x.shape[1])], 1)
     return x
 
 
