@@ -39,6 +39,7 @@ GROUPS = {
     "specvqgan.outputs": "app",
     "specvqgan.video_condition": "app",
     "specvqgan.codec": "app",
+    "specvqgan.export": "app",
     "specvqgan.av_benchmark": "app",
     "specvqgan.own_data": "app",
     "feature_extraction": "feature_extraction",
