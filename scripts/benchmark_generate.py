@@ -14,7 +14,8 @@ The video defaults to a real VGGSound clip of ``../shared/reference`` (a synthet
 Timed, in this order:
   1. the CLI from a cold process (``python scripts/generate.py ... --samples 1``: imports, loading, features,
      sampling, vocoder, writing the wav/png/npy/mp4), wall time and peak RSS of the subprocess: on the
-     bundle, then on the checkpoint;
+     bundle, then on the checkpoint; then, a fresh process each, ``from_checkpoints`` and one sampled token
+     (ready to sample: the int8 packing done), imports included;
   2. in-process: ``VideoToSound.from_checkpoints`` of the checkpoint (loading + inference copy, then freed) and
      of the bundle, then ``generate`` twice on the bundle (the second is "each further video"), by stage;
   3. the bare sampler on the same inference copy and condition: ``sample_tokens`` of the 265 tokens.
@@ -125,6 +126,30 @@ def time_cli(args, ckpt: Path, resnet: Path, out: Path) -> tuple[float, float]:
     return sorted(runs)[len(runs) // 2]
 
 
+FRESH_LOAD = """import resource, sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(int(sys.argv[4]))
+from specvqgan.pipeline import VideoToSound
+from specvqgan.sampling import sample_tokens
+pipe = VideoToSound.from_checkpoints(sys.argv[1], precision=sys.argv[2], feature_weights=sys.argv[3])
+t1 = time.perf_counter()
+with torch.inference_mode():
+    sample_tokens(pipe.gpt, torch.rand(1, pipe.spec.feat_depth, pipe.spec.n_feats), 1, seed=0)
+t2 = time.perf_counter()
+print(f"fresh_load {t1 - t0:.2f} {t2 - t0:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f}")
+"""
+
+
+def fresh_load(args, path: Path, resnet: Path, workdir: Path) -> tuple[float, float, float]:
+    """A fresh process: (seconds to ``from_checkpoints`` returning, imports included; seconds until one token is
+    sampled, i.e. ready to sample; peak RSS GB)."""
+    _, _, text = run_timed(["-c", FRESH_LOAD, str(path), args.precision, str(resnet), str(args.threads)],
+                           workdir / "fresh_load.log")
+    load, ready, rss = (float(x) for x in text.strip().splitlines()[-1].split()[1:])
+    return load, ready, rss
+
+
 def bundle_of(args, ckpt: Path, workdir: Path) -> Path:
     """The inference bundle of ``ckpt`` at ``--precision`` in ``workdir`` (exported once; again when the
     checkpoint is newer)."""
@@ -179,6 +204,12 @@ def main() -> None:
             rows.append((f"cold CLI on the {name}, one 10 s video -> mp4 (1 sample)", seconds))
             rss.append(f"CLI on the {name} {peak:.1f} GB")
     e2e = rows[0][1] if rows else float("nan")
+    for name, path in (("bundle", bundle), ("checkpoint", ckpt)):
+        if path is not None:
+            load, ready, peak = fresh_load(args, path, resnet, workdir)
+            rows += [(f"fresh process, {name}: from_checkpoints (imports included)", load),
+                     (f"fresh process, {name}: ready to sample (+ one token)", ready)]
+            rss.append(f"fresh process on the {name} {peak:.2f} GB")
 
     from specvqgan.pipeline import VideoToSound
     from specvqgan.sampling import sample_tokens
