@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from specvqgan import checkpoint
 from specvqgan.audio import MEL_FRAMES_10S
 from vocoder.inference import GriffinLimVocoder, MelGANVocoder
 from vocoder.modules import Generator
@@ -176,7 +177,7 @@ def golden_snr(path: Path) -> None:
                                                   "unit" / "vocoder" / "melgan_golden.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    golden = torch.load(path, weights_only=True)
+    golden = checkpoint.read(path, what="golden MelGAN file")
     generator = Generator(80, ngf=32, n_residual_layers=3).eval()
     generator.load_state_dict(recipe.golden_state_dict(golden), strict=True)
     ref = MelGANVocoder(generator).vocode(golden["mel"])
