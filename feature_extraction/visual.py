@@ -64,13 +64,19 @@ class _Pretrained:
         if key not in self._nets:
             if self.weights is None:
                 log.warning("%s: random weights (seed %d) - features are meaningless", key, self.seed)
-            self._nets[key] = build().to(self.device).eval()
+            self._nets[key] = build().to(self.device, memory_format=self.layout).eval()
         return self._nets[key]
+
+    @property
+    def layout(self) -> torch.memory_format:
+        """Channels-last on the CPU: oneDNN's fast convolutions (ResNet-50 over 5 frames: 0.27 s instead of
+        2.8 s on 2 cores, features equal within ~1e-6 relative; docs/benchmarks.md); the default elsewhere."""
+        return torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
     @torch.inference_mode()
     def _run(self, net, batches) -> np.ndarray:
         """Feed (B, C, H, W) float tensors from ``batches`` through ``net.features``; -> (N, D) float32."""
-        out = [net.features(b.to(self.device)).float().cpu() for b in batches]
+        out = [net.features(b.to(self.device, memory_format=self.layout)).float().cpu() for b in batches]
         return torch.cat(out).numpy().astype(np.float32)
 
     def _batches(self, frames: np.ndarray, prep):
