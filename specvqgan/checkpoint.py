@@ -24,10 +24,13 @@ import pathlib
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+
+# omegaconf is imported where a config is handled: the inference bundle's load path never needs it
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # torch is imported inside the functions: CLIs add --trust-checkpoint before torch starts OpenMP
 
@@ -215,6 +218,7 @@ def run_config(ckpt_path: str | Path) -> DictConfig | None:
 def stored_config(ckpt: Mapping | None, path: str | Path) -> dict | None:
     """The training config of checkpoint ``path`` (``ckpt`` its contents, if already read): the full
     config stored by train.py, else the run layout's YAMLs, else ``{'model': <stored model block>}``."""
+    from omegaconf import OmegaConf
     config = ckpt.get("config") if isinstance(ckpt, Mapping) else None
     if isinstance(config, Mapping) and "data" in config:
         return dict(config)
@@ -234,6 +238,7 @@ def read_config(path: str | Path, *, trust: bool = False) -> dict | None:
 def model_config(ckpt: Mapping, path: str | Path) -> dict:
     """The resolved ``{target, params}`` model block of a checkpoint: the block an exported file stores,
     the model of the full config train.py stores, else the run layout's (see :func:`stored_config`)."""
+    from omegaconf import OmegaConf
     config = ckpt.get("config") if isinstance(ckpt, Mapping) else None
     if isinstance(config, Mapping) and "target" in config:
         return OmegaConf.to_container(OmegaConf.create(dict(config)), resolve=True)
@@ -255,6 +260,7 @@ def model_config(ckpt: Mapping, path: str | Path) -> dict:
 def instantiate(config: Mapping, path: str | Path) -> Any:
     """``instantiate_from_config`` of a checkpoint's config; a refused or broken config (it may come from a
     release folder) is a ConfigError naming the checkpoint."""
+    from omegaconf import DictConfig, OmegaConf
     from specvqgan.config import ConfigError, instantiate_from_config
 
     try:
@@ -332,6 +338,7 @@ def build_model(path: str | Path, *, trust: bool = False, strict_keys: bool = Tr
 def export(module: torch.nn.Module, model_config: Any, path: str | Path) -> Path:
     """Write ``{state_dict, config}`` atomically: a checkpoint that rebuilds itself without Lightning or
     data (:func:`build_model`). ``model_config`` is the ``{target, params}`` block (``cfg.model``)."""
+    from omegaconf import DictConfig, OmegaConf
     import torch
     from specvqgan.files import atomic_write
 

@@ -70,7 +70,30 @@ def path_sha256(path: str | Path | None) -> str | None:
 
 @functools.lru_cache(maxsize=32)
 def _file_sha256(path: str, mtime_ns: int) -> str:
-    return file_sha256(path)
+    ahead = _AHEAD.pop((path, mtime_ns), None)
+    return ahead.result() if ahead is not None else file_sha256(path)
+
+
+_AHEAD: dict = {}       # (resolved path, mtime_ns) -> Future of its sha256, from hash_ahead
+
+
+def hash_ahead(*paths: str | Path | None) -> None:
+    """Start hashing these files (folders: their files) on a background thread, so that a later
+    :func:`path_sha256` only waits for the rest: a CLI calls it before its imports and model loading, which
+    leave a core idle (hashlib releases the GIL). Missing paths and None are ignored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = []
+    for path in (Path(p) for p in paths if p is not None):
+        files += [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else []
+    if not files:
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    for f in files:
+        key = (str(f.resolve()), f.stat().st_mtime_ns)
+        if key not in _AHEAD:
+            _AHEAD[key] = pool.submit(file_sha256, key[0])
+    pool.shutdown(wait=False)
 
 
 def record_folder(folder: str | Path, produced_by: dict) -> None:

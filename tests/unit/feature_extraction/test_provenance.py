@@ -68,3 +68,17 @@ def test_outputs_without_a_record_and_other_weights_are_not_trusted(tmp_path):
     (fresh / "a.pkl").write_bytes(b"x")
     with pytest.raises(ProvenanceError, match="weights_sha256: '[0-9a-f]{64}' there, '[0-9a-f]{64}' now"):
         claim_folder(fresh, by_b)
+
+
+def test_hash_ahead_gives_the_same_digests(tmp_path):
+    """Hashing started ahead (a background thread) ends in the digests path_sha256 computes itself."""
+    from specvqgan.provenance import _AHEAD, _file_sha256, hash_ahead, path_sha256
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 100_000)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.bin").write_bytes(b"y" * 1000)
+    hash_ahead(tmp_path / "a.bin", None, tmp_path / "missing", tmp_path / "d")
+    ahead = path_sha256(tmp_path / "a.bin"), path_sha256(tmp_path / "d")
+    assert not any(str(tmp_path) in key[0] for key in _AHEAD)   # every future was taken
+    _file_sha256.cache_clear()
+    assert ahead == (path_sha256(tmp_path / "a.bin"), path_sha256(tmp_path / "d"))

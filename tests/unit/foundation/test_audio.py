@@ -66,6 +66,30 @@ def test_griffin_lim_round_trip(golden):
     assert np.abs(again - ref).mean() < 0.03  # phase is estimated, the magnitude is kept
 
 
+def test_mel_basis_is_librosas_filterbank():
+    import librosa
+
+    ref = librosa.filters.mel(sr=audio.SR, n_fft=audio.N_FFT, n_mels=audio.N_MELS, fmin=audio.FMIN, fmax=audio.FMAX)
+    assert audio.mel_basis().dtype == np.float32
+    np.testing.assert_array_equal(audio.mel_basis(), ref.astype(np.float32))
+
+
+def test_griffin_lim_equals_librosas(golden):
+    """The torch Griffin-Lim follows librosa's (same initial phases, momentum updates) up to FFT rounding."""
+    import librosa
+
+    _, _, ref = golden[CLIPS[0]]
+    spec = np.maximum(audio._mel_pinv() @ audio.unit_to_amp(ref[:, :300]).astype(np.float32), 0.0)
+    ours = audio.griffin_lim(spec, n_iter=8, seed=3)
+    theirs = librosa.griffinlim(spec, n_iter=8, hop_length=audio.HOP, win_length=audio.WIN, n_fft=audio.N_FFT,
+                                window="hann", center=True, init="random", random_state=np.random.RandomState(3))
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    snr = 10 * np.log10(np.sum(theirs ** 2) / np.sum((ours - theirs) ** 2))
+    assert snr > 60, snr            # float rounding only (another seed's phases: about 0 dB)
+    other = audio.griffin_lim(spec, n_iter=8, seed=4)
+    assert 10 * np.log10(np.sum(theirs ** 2) / np.sum((other - theirs) ** 2)) < 20
+
+
 def test_load_and_save_audio(tmp_path):
     wav = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
     audio.save_audio(tmp_path / "a.wav", wav, 16000)
