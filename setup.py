@@ -33,7 +33,7 @@ setup(
     packages=find_packages(include=["specvqgan", "specvqgan.*", "feature_extraction", "feature_extraction.*",
                                     "vocoder", "vocoder.*", "evaluation", "evaluation.*"]),
     package_data={"evaluation": ["data/*.txt", "configs/*.yaml"], "specvqgan": ["reference_targets.yaml"], "specvqgan.modules.transformer": ["csrc/*.cpp"],
-                  "vocoder": ["csrc/*.cpp"]},
+                  "vocoder": ["csrc/*.cpp"], "feature_extraction": ["csrc/*.cpp"]},
     install_requires=requirements,
     extras_require=extras,
 )

@@ -7,10 +7,13 @@ between consecutive frames, clips the x/y displacements to +-20 px and maps them
 
 Methods (:data:`METHODS`):
 
-* ``"tvl1"``: the reference, OpenCV's ``DualTVL1OpticalFlow`` with its default parameters (needs
-  ``cv2.optflow`` from ``opencv-contrib-python-headless``; ~0.6 s per 340 x 256 pair on one core).
+* ``"tvl1"``: the reference, TV-L1 with OpenCV's ``DualTVL1OpticalFlow`` default parameters, computed by
+  the native kernel (:mod:`feature_extraction.flow_native`, ~5x fewer CPU-s than OpenCV, the same flows bit
+  for bit) where it builds, else by OpenCV (``cv2.optflow`` from ``opencv-contrib-python-headless``).
 * ``"tvl1_fast"``: the same estimator stopped earlier (:data:`TVL1_PRESETS`); see docs/benchmarks.md
   ("Flow features") for its speed and its agreement with ``"tvl1"``.
+* ``"tvl1_opencv"``: ``"tvl1"`` always computed by OpenCV (~0.6 s per 340 x 256 pair on one core).
+* ``"tvl1_native"``: ``"tvl1"`` always computed by the native kernel (RuntimeError where it cannot build).
 * ``"tvl1_torch"``: :mod:`feature_extraction.flow_torch`, the same TV-L1 scheme in torch, all pairs of a
   chunk in one batch on ``device`` (default: CUDA when available): the GPU path (untested on a GPU so far).
 * ``"farneback"``: OpenCV core, Gunnar Farneback's polynomial expansion, ~40x faster, a different
@@ -18,7 +21,8 @@ Methods (:data:`METHODS`):
 
 The frame pairs are independent: they are computed on ``threads`` threads (default ``cv2.getNumThreads()``,
 which the extraction workers set to their share of the cores), OpenCV releasing the GIL; TV-L1 itself is
-single-threaded, and the result does not depend on the thread count.
+single-threaded, and the result does not depend on the thread count (the native kernel releases the GIL
+too).
 
 Alignment: N frames give N - 1 flows; row ``k >= 1`` is the motion from frame ``k - 1`` to frame ``k``
 and row 0 repeats row 1, so the flow rows line up with the RGB rows (frame ``k`` at ``k / 21.5`` s).
@@ -27,6 +31,7 @@ later and leaves N - 1 rows; the datasets pad/trim to 215 rows either way.)
 """
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,8 +42,14 @@ BOUND = 20.0
 # lambda 0.15, theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner / 10 outer iterations, scale step
 # 0.8, median filter 5); the iterations stop once the mean squared update per pixel is below epsilon^2.
 TVL1_PRESETS = {"tvl1": {}, "tvl1_fast": {"Epsilon": 0.02}}
-METHODS = (*TVL1_PRESETS, "tvl1_torch", "farneback")
+METHODS = (*TVL1_PRESETS, "tvl1_opencv", "tvl1_native", "tvl1_torch", "farneback")
 TORCH_BATCH = 32     # frame pairs per tvl1_torch batch (~0.5 GB at 340 x 256)
+# OpenCV DualTVL1 setter name -> feature_extraction.flow_native parameter (Gamma: OpenCV only)
+NATIVE_PARAMS = {"Tau": "tau", "Lambda": "lam", "Theta": "theta", "ScalesNumber": "nscales",
+                 "WarpingsNumber": "warps", "Epsilon": "epsilon", "InnerIterations": "inner",
+                 "OuterIterations": "outer", "ScaleStep": "scale_step", "MedianFiltering": "median"}
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()   # methods whose fallback to OpenCV was logged
 
 
 def _cv2():
@@ -49,18 +60,52 @@ def _cv2():
     return cv2
 
 
+def _native(preset: dict):
+    """A native TV-L1 flow function with OpenCV setter parameters ``preset``, or None where the kernel is
+    unavailable or a parameter is not supported natively. Its resize follows this OpenCV's (IPP or not),
+    so that the flows equal ``cv2.optflow.DualTVL1OpticalFlow``'s."""
+    if not set(preset) <= set(NATIVE_PARAMS) or preset.get("MedianFiltering", 5) not in (1, 5):
+        return None
+    from feature_extraction import flow_native
+
+    lib = flow_native.load()
+    if lib is None:
+        return None
+    params = {NATIVE_PARAMS[k]: v for k, v in preset.items()}
+    ipp = bool(_cv2().ipp.useIPP())
+    return lambda a, b: flow_native.tvl1_flow(a, b, lib, ipp_resize=ipp, **params)
+
+
+def _opencv_tvl1(method: str, preset: dict):
+    cv2 = _cv2()
+    if not hasattr(cv2, "optflow"):
+        raise ImportError(f"flow method {method!r} needs cv2.optflow (opencv-contrib-python-headless); "
+                          "use flow_method='farneback' with plain OpenCV")
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+    for name, value in preset.items():
+        getattr(tvl1, f"set{name}")(value)
+    return lambda a, b: tvl1.calc(a, b, None)
+
+
 def _estimator(method: str):
     """A new flow function (grey a, grey b) -> (H, W, 2) float32; each thread needs its own (TV-L1 keeps
     its buffers in the object)."""
     cv2 = _cv2()
     if method in TVL1_PRESETS:
-        if not hasattr(cv2, "optflow"):
-            raise ImportError(f"flow method {method!r} needs cv2.optflow (opencv-contrib-python-headless); "
-                              "use flow_method='farneback' with plain OpenCV")
-        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-        for name, value in TVL1_PRESETS[method].items():
-            getattr(tvl1, f"set{name}")(value)
-        return lambda a, b: tvl1.calc(a, b, None)
+        native = _native(TVL1_PRESETS[method])
+        if native is None and method not in _WARNED:
+            _WARNED.add(method)
+            log.warning("flow method %r: the native TV-L1 kernel is unavailable; using OpenCV's "
+                        "(the same flows, ~5x slower)", method)
+        return native or _opencv_tvl1(method, TVL1_PRESETS[method])
+    if method == "tvl1_opencv":
+        return _opencv_tvl1(method, {})
+    if method == "tvl1_native":
+        native = _native({})
+        if native is None:
+            raise RuntimeError("flow method 'tvl1_native': the native TV-L1 kernel is unavailable (no C++ "
+                               "compiler or SPECVQGAN_NATIVE=0); use 'tvl1' (falls back to OpenCV)")
+        return native
     if method == "tvl1_torch":
         return None
     if method == "farneback":
