@@ -6,8 +6,8 @@
 
 ``--model`` takes a release name or alias (``python -m specvqgan.download --list``): its transformer, MelGAN
 and feature-network weights come from the download cache; ``--download`` fetches what is missing (nothing
-is downloaded without it: the error prints the download command, exit code 2). ``--video`` takes files and
-folders (searched recursively; one model load for all). Writes ``<out>/[<sub-folder>/]<video stem>_sample_<k>
+is downloaded without it: the error prints the download command, exit code 2). ``--video`` takes files,
+folders (searched recursively) and list files (a video path per line); the models are loaded once for all. Writes ``<out>/[<sub-folder>/]<video stem>_sample_<k>
 .{wav,mp4,png,npy}``, prints each written file, shows a progress bar over the videos on a terminal and
 ends with the list of failed videos (exit code 2 if any; the others are still processed). Exit code 2 with a
 one-line message on bad input (checkpoint, options). ``--av-benchmark DIR`` also writes the folders
@@ -27,7 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--video", nargs="+", required=True, help="input video file(s) and/or folder(s) (recursive)")
+    p.add_argument("--video", nargs="+", required=True,
+                   help="input video file(s), folder(s) (recursive) and/or list file(s) (.txt/.lst/.list: a path "
+                        "per line, relative to the list)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--transformer", help="transformer checkpoint (train.py .ckpt or exported) or inference "
                                              "bundle (python -m specvqgan.export, docs/export.md)")

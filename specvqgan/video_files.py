@@ -1,7 +1,9 @@
-"""Videos named on a command line: files, or folders searched recursively (any container in
-:data:`VIDEO_EXTENSIONS`), each with the sub-folder its outputs mirror.
+"""Videos named on a command line: files, folders searched recursively (any container in
+:data:`VIDEO_EXTENSIONS`), or list files (:data:`LIST_EXTENSIONS`: one video path per line, relative to
+the list's folder unless absolute; blank lines and ``#`` comments skipped), each with the sub-folder its
+outputs mirror.
 
-    for item in list_videos(["clip.mp4", "my_videos/"]):
+    for item in list_videos(["clip.mp4", "my_videos/", "todo.txt"]):
         item.video, item.subdir, item.name     # my_videos/dog/a.mkv, Path("dog"), "dog__a"
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Iterable
 # ``feature_extraction.media.checked_input``); also the extensions searched for in folders.
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
                     ".mts", ".m2ts", ".3gp", ".ogv", ".gif")
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,27 @@ def find_videos(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
+def read_list(path: Path) -> list[Path]:
+    """The videos of a list file (see the module doc). Raises FileNotFoundError naming the list and line of a
+    missing video, ValueError for a list that is not text or names no video."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text list of videos (one path per line)") from None
+    videos = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        video = Path(line) if Path(line).is_absolute() else path.parent / line
+        if not video.is_file():
+            raise FileNotFoundError(f"{path}, line {n}: video not found: {video}")
+        videos.append(video)
+    if not videos:
+        raise ValueError(f"{path}: the list names no video")
+    return videos
+
+
 def list_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
     """Files as given, folders expanded recursively (sorted). Raises FileNotFoundError naming a missing
     path or a folder without videos, ValueError naming two inputs whose outputs would collide."""
@@ -49,6 +73,8 @@ def list_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
             if not found:
                 raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {path}")
             items += [VideoItem(v, v.parent.relative_to(path)) for v in found]
+        elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+            items += [VideoItem(v, Path()) for v in read_list(path)]
         elif path.is_file():
             items.append(VideoItem(path, Path()))
         else:

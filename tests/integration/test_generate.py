@@ -327,3 +327,36 @@ def test_cli_takes_an_inference_bundle(setup, repo_root, tmp_path, capsys):
     assert cli.main([*common, "--transformer", str(bundle), "--precision", "fp32", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(bundle) in err and "prepared for int8" in err
+
+
+def test_cli_folder_and_list_with_one_model_load(setup, repo_root, tmp_path, monkeypatch, capsys):
+    """``--video <folder> <list.txt>``: every video gets its outputs, the models are loaded once; a list naming a
+    missing video is one error line naming the list and the line."""
+    import shutil
+
+    from specvqgan.pipeline import VideoToSound
+
+    d, _ = setup
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    shutil.copy(d / "v2.mp4", tmp_path / "in" / "a.mp4")
+    shutil.copy(d / "v2.mp4", tmp_path / "in" / "sub" / "b.mp4")
+    shutil.copy(d / "v2.mp4", tmp_path / "c.mp4")
+    (tmp_path / "todo.txt").write_text("# one more\nc.mp4\n\n")
+    loads = []
+    real = VideoToSound.from_checkpoints.__func__
+    monkeypatch.setattr(VideoToSound, "from_checkpoints",
+                        classmethod(lambda cls, *a, **k: loads.append(a) or real(cls, *a, **k)))
+    spec = importlib.util.spec_from_file_location("generate_cli", repo_root / "scripts" / "generate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = tmp_path / "out"
+    common = ["--transformer", str(d / "exported.pt"), "--samples", "1", "--top-k", "8", "--no-mp4"]
+    assert cli.main(["--video", str(tmp_path / "in"), str(tmp_path / "todo.txt"), "--out", str(out), *common]) == 0
+    assert len(loads) == 1
+    for wav in (out / "a_sample_0.wav", out / "sub" / "b_sample_0.wav", out / "c_sample_0.wav"):
+        assert wav.is_file(), wav
+    capsys.readouterr()
+    (tmp_path / "bad.txt").write_text("c.mp4\nnothere.mp4\n")
+    assert cli.main(["--video", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "o2"), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.txt, line 2" in err and "nothere.mp4" in err
