@@ -2,12 +2,13 @@
 
     python scripts/benchmark_generate.py                          # builds the model in /tmp/specvqgan-bench
     python scripts/benchmark_generate.py --precision int8 --video my.mp4 --workdir DIR
+    python scripts/benchmark_generate.py --feature bninception --cli-on bundle --videos 1   # 212 RGB + flow features
 
 The model is a paper-size release in the authors' layout (``<run>/checkpoints/epoch_39.ckpt`` without a
 config + ``<run>/configs/<time>-project.yaml``): GPT 24 x 1024 (16 heads) over the VGGSound codebook (1024
-codes), conditioned on 5 ResNet-50 features (the "5 feats ResNet50" row of the paper), random weights
-(the speed does not depend on them), written once into ``--workdir`` with random ResNet-50 weights in the
-torchvision layout. ``--transformer`` / ``--feature-weights`` take real files instead. Its inference bundle
+codes), conditioned on 5 ResNet-50 features (the "5 feats ResNet50" row of the paper; ``--feature
+bninception``: the "212 feats BN-Inception" row, RGB + TV-L1 flow), random weights (the speed does not depend
+on them), written once into ``--workdir`` with random feature-network weights in the torchvision / TSN layout. ``--transformer`` / ``--feature-weights`` take real files instead. Its inference bundle
 (``python -m specvqgan.export``, docs/export.md) is exported once into ``--workdir`` (``--no-bundle``: skip).
 The video defaults to a real VGGSound clip of ``../shared/reference`` (a synthetic 10 s clip otherwise).
 
@@ -17,8 +18,10 @@ Timed, in this order:
      bundle, then on the checkpoint; then, a fresh process each, ``from_checkpoints`` and one sampled token
      (ready to sample: the int8 packing done), imports included;
   2. in-process: ``VideoToSound.from_checkpoints`` of the checkpoint (loading + inference copy, then freed) and
-     of the bundle, then ``generate`` twice on the bundle (the second is "each further video"), by stage;
-  3. the bare sampler on the same inference copy and condition: ``sample_tokens`` of the 265 tokens.
+     of the bundle, then ``generate`` ``--videos`` times on the bundle (the second is "each further video"),
+     by stage;
+  3. the bare sampler on the same inference copy: ``sample_tokens`` of the 265 tokens, conditioned on random
+     features of the model's shape (sampling time does not depend on the values).
 
 The last line is machine-readable (e2e: the bundle's cold CLI, the best path; the checkpoint's without one):
     e2e_seconds=<cold CLI> sampler_seconds=<bare sampling> ratio=<e2e / sampler>
@@ -37,35 +40,42 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_VIDEO = ROOT.parent / "shared" / "reference" / "data" / "vggsound" / "video" / "-1pRmoJIGQc_10000_20000.mp4"
-RUN = "2021-07-30T21-34-25_vggsound_transformer"      # the authors' "5 feats ResNet50" VGGSound run name
-CONFIGS = ("vggsound_transformer.yaml", "transformer_variants/vggsound_resnet50.yaml",
-           "transformer_variants/feats5.yaml")
+# --feature -> (the authors' VGGSound run name, our configs): "5 feats ResNet50" and "212 feats BN-Inception"
+RELEASES = {
+    "resnet50": ("2021-07-30T21-34-25_vggsound_transformer",
+                 ("vggsound_transformer.yaml", "transformer_variants/vggsound_resnet50.yaml",
+                  "transformer_variants/feats5.yaml")),
+    "bninception": ("2021-06-03T07-27-58_vggsound_transformer", ("vggsound_transformer.yaml",)),
+}
 CODEBOOK = "./logs/2021-05-19T22-16-54_vggsound_codebook/checkpoints/last.ckpt"   # as the release records it
 
 
-def build_release(workdir: Path) -> tuple[Path, Path]:
-    """(transformer .ckpt, ResNet-50 weights) in ``workdir``, written once (random weights, seed 0)."""
+def build_release(workdir: Path, feature: str = "resnet50") -> tuple[Path, Path]:
+    """(transformer .ckpt, feature-network weights) of the ``feature`` release (:data:`RELEASES`) in
+    ``workdir``, written once (random weights, seed 0)."""
     import torch
     from omegaconf import OmegaConf
 
-    from feature_extraction.weights import load_resnet50
+    from feature_extraction.weights import load_bninception, load_resnet50
     from specvqgan.config import instantiate_from_config, load_config
 
-    run = workdir / RUN
-    ckpt, resnet = run / "checkpoints" / "epoch_39.ckpt", workdir / "resnet50-random.pth"
+    name, configs = RELEASES[feature]
+    run = workdir / name
+    ckpt, resnet = run / "checkpoints" / "epoch_39.ckpt", workdir / f"{feature}-random.pth"
     if not resnet.is_file():
         resnet.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(load_resnet50(None, seed=0).state_dict(), resnet)
+        net = load_resnet50(None, seed=0) if feature == "resnet50" else load_bninception(None, 3, seed=0)
+        torch.save(net.state_dict(), resnet)
     if ckpt.is_file():
         return ckpt, resnet
-    cfg = load_config([ROOT / "configs" / c for c in CONFIGS], ["model.params.first_stage_config.params.ckpt_path=null"])
+    cfg = load_config([ROOT / "configs" / c for c in configs], ["model.params.first_stage_config.params.ckpt_path=null"])
     torch.manual_seed(0)
     model = instantiate_from_config(cfg.model)
     with torch.no_grad():
         model.transformer.pos_emb.normal_(0, 0.02)
     cfg.model.params.first_stage_config.params.ckpt_path = CODEBOOK
     (run / "configs").mkdir(parents=True, exist_ok=True)
-    (run / "configs" / f"{RUN[:19]}-project.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (run / "configs" / f"{name[:19]}-project.yaml").write_text(OmegaConf.to_yaml(cfg))
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     tmp = ckpt.with_suffix(".tmp")
     torch.save({"state_dict": model.state_dict(), "epoch": 39, "global_step": 0}, tmp)   # Lightning-style, no config
@@ -153,7 +163,7 @@ def fresh_load(args, path: Path, resnet: Path, workdir: Path) -> tuple[float, fl
 def bundle_of(args, ckpt: Path, workdir: Path) -> Path:
     """The inference bundle of ``ckpt`` at ``--precision`` in ``workdir`` (exported once; again when the
     checkpoint is newer)."""
-    path = workdir / f"{ckpt.stem}-{args.precision}.bundle.pt"
+    path = workdir / f"{ckpt.parent.parent.name}-{ckpt.stem}-{args.precision}.bundle.pt"
     if not path.is_file() or path.stat().st_mtime < ckpt.stat().st_mtime:
         seconds, rss, _ = run_timed(["-m", "specvqgan.export", str(ckpt), str(path), "--precision", args.precision],
                                     workdir / "export.log")
@@ -167,7 +177,12 @@ def main() -> None:
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "specvqgan-bench"),
                    help="where the paper-size model is built (once) and outputs go")
     p.add_argument("--transformer", default=None, help="a real transformer checkpoint instead of the built one")
-    p.add_argument("--feature-weights", default=None, help="ResNet-50 weights for --transformer")
+    p.add_argument("--feature-weights", default=None, help="feature-network weights for --transformer")
+    p.add_argument("--feature", default="resnet50", choices=tuple(RELEASES),
+                   help="the built release: 5 ResNet-50 features, or 212 BN-Inception RGB + TV-L1 flow features")
+    p.add_argument("--cli-on", default="both", choices=("bundle", "checkpoint", "both"),
+                   help="which files the cold CLI runs on")
+    p.add_argument("--videos", type=int, default=2, help="in-process generate calls (1: no 'each further video')")
     p.add_argument("--vocoder", default=None, help="MelGAN checkpoint (default: Griffin-Lim)")
     p.add_argument("--video", default=str(REAL_VIDEO), help="input video (default: a VGGSound clip)")
     p.add_argument("--precision", default="int8", choices=("fp32", "bf16", "int8"))
@@ -190,7 +205,7 @@ def main() -> None:
     if args.transformer:
         ckpt, resnet = Path(args.transformer), Path(args.feature_weights)
     else:
-        ckpt, resnet = build_release(workdir)
+        ckpt, resnet = build_release(workdir, args.feature)
     gc.collect()
     out = workdir / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -199,11 +214,11 @@ def main() -> None:
     bundle = None if args.no_bundle else bundle_of(args, ckpt, workdir)
     rows, rss = [], []
     for name, path in (("bundle", bundle), ("checkpoint", ckpt)):
-        if path is not None and not args.skip_cli:
+        if path is not None and not args.skip_cli and args.cli_on in (name, "both"):
             seconds, peak = time_cli(args, path, resnet, out)
             rows.append((f"cold CLI on the {name}, one 10 s video -> mp4 (1 sample)", seconds))
             rss.append(f"CLI on the {name} {peak:.1f} GB")
-    e2e = rows[0][1] if rows else float("nan")
+    e2e = rows[0][1] if rows else float("nan")      # the bundle's when there is one
     for name, path in (("bundle", bundle), ("checkpoint", ckpt)):
         if path is not None:
             load, ready, peak = fresh_load(args, path, resnet, workdir)
@@ -224,7 +239,7 @@ def main() -> None:
     pipe = VideoToSound.from_checkpoints(bundle or ckpt, **load)
     rows.append((f"in-process: {'bundle' if bundle else 'checkpoint'} load (+ inference copy)",
                  time.perf_counter() - t))
-    for k in range(2):
+    for k in range(args.videos):
         t = time.perf_counter()
         res = pipe.generate(args.video, out, samples=1, seed=k)
         total = time.perf_counter() - t
@@ -232,7 +247,7 @@ def main() -> None:
         rows.append((f"in-process: {label}", total))
         rows += [(f"  {stage}", s) for stage, s in res.seconds.items()]
     with torch.inference_mode():
-        plan = pipe.prepare(args.video)
+        plan = pipe.prepare(args.video, random_features=True)    # the speed does not depend on the values
         cond = pipe.condition(plan)
         steps = pipe.H * pipe.W
         best = float("inf")
