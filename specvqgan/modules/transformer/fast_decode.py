@@ -137,9 +137,9 @@ class FastGPT(nn.Module):
             a single row in int8).
         native: run the one-query attention of a decoding step in :class:`NativeDecodeAttention` (plain
             torch, :func:`~specvqgan.modules.transformer.attention.decode_attention`, where it cannot be built).
-        pack_in_background: (int8) pack the int8 weights for fbgemm in a background thread, layer by layer in
-            the order the forward pass needs them: the constructor returns at once and the first forward waits
-            only for what is not packed yet (the pipeline extracts the video features meanwhile).
+        pack_in_background: (int8) pack the int8 weights for fbgemm on background threads (one per intra-op
+            thread), layer by layer in the order the forward pass needs them: the constructor returns at once and
+            the first forward waits only for what is not packed yet (the pipeline extracts the features meanwhile).
     """
 
     def __init__(self, gpt: nn.Module, precision: str = 'int8', cache_dtype: Optional[torch.dtype] = None,
@@ -166,7 +166,8 @@ class FastGPT(nn.Module):
         packer = None
         if precision == 'int8' and pack_in_background:
             from concurrent.futures import ThreadPoolExecutor
-            packer = ThreadPoolExecutor(1, thread_name_prefix='int8-pack')
+            # one packer per intra-op thread (fbgemm's packing releases the GIL and is single-threaded)
+            packer = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix='int8-pack')
         if precision == 'int8':
             lin = lambda n: int8_linear(state[f'{n}.weight'], state.get(f'{n}.bias'), packer)  # noqa: E731
         else:
