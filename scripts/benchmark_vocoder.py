@@ -2,7 +2,7 @@
 """Vocoder speed: seconds to vocode 10 s of audio (860 mel frames) with the paper-size MelGAN generator.
 
     python scripts/benchmark_vocoder.py [--repeats 5] [--threads 2] [--compile] [--skip-batch8]
-                                        [--headline mixed|fp32|bf16|int8] [--golden PATH]
+                                        [--headline mixed|fp32|bf16|int8] [--golden PATH] [--stage-search]
 
 Rows (CPU; CUDA rows for the eager module when a GPU is present):
   reference      the reference forward: weight norm recomputed every call, eager fp32, ``no_grad``;
@@ -11,9 +11,10 @@ Rows (CPU; CUDA rows for the eager module when a GPU is present):
   fast fp32      ``vocoder.fast.FastGenerator`` (``precision="fp32"``): time-major GEMMs, polyphase
                  transposed convs, chunked stages, Winograd F(2,3) for the 128/256-channel k3 convs; exact;
   fast fp32 no Winograd   the same with direct k3 convs everywhere;
-  fast mixed     ``precision="mixed"`` (the default, ``"auto"``, on CPU): fp32 but the stage with the most FLOPs
-                 (128 channels) in bf16; >= 40 dB SNR against fp32 on the golden weights;
-  fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed);
+  fast mixed     ``precision="mixed"`` (the default, ``"auto"``, on CPU; ``vocoder.fast.mixed_stages``): stage 0
+                 (256 channels) in bf16, stage 1 (128) bf16 GEMMs with fp32 shortcuts and residual stream,
+                 stages 2-3 fp32; >= 40 dB SNR against fp32 on the golden weights;
+  fast bf16      ``precision="bf16"`` (explicit opt-in; not exact: its max error is printed; no Winograd);
   fast int8      ``precision="int8"`` (explicit opt-in, CPU): int8 GEMMs (oneDNN qlinear, AVX512-VNNI) with
                  uint8 activations quantized per chunk (C kernels ``vocoder/csrc/melgan.cpp``); not exact;
   compile fp32   ``torch.compile`` of the folded module (``--compile``; compile time printed).
@@ -23,6 +24,11 @@ reference output (random weights); the ``golden SNR`` lines: each fast CPU preci
 golden weights and mel (``--golden``, default ``../shared/reference/golden/melgan.pt``; skipped when absent).
 GFLOP/s = generator FLOPs (counted from the layer shapes) / time; ``--peak`` also times a
 2048^3 matmul in fp32, bf16 and int8 for comparison. Random weights (timing does not depend on them).
+``--stage-search``: instead of the above, the per-stage precision search behind "mixed": every assignment of
+fp32 / bf16 / res32 (bf16 GEMMs, fp32 shortcut and residual stream) to the 4 stages, its SNR against fp32
+(golden weights; the minimum over the golden mel and 2 more VGGSound mels) and its time per 10 s estimated
+as the sum of per-stage CPU seconds (``FastGenerator.stage_seconds``, medians of ``--repeats``; run it with
+``--threads 1``, where CPU and wall time agree); prints the assignments no faster one beats in SNR.
 The last line is machine-readable (paper size, batch 1, CPU, the default (mixed) path unless ``--headline``):
 ``seconds_per_10s=<x> realtime_factor=<y>``.
 """
@@ -30,14 +36,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from specvqgan import checkpoint
 from specvqgan.audio import MEL_FRAMES_10S
+from vocoder.fast import FastGenerator
 from vocoder.inference import GriffinLimVocoder, MelGANVocoder
 from vocoder.modules import Generator
 
@@ -129,9 +138,13 @@ def main() -> None:
                         help="precision of the fast CPU path reported on the last line")
     parser.add_argument("--golden", type=Path, default=GOLDEN,
                         help="golden melgan.pt: SNR of each precision against fp32 on its weights and mel")
+    parser.add_argument("--stage-search", action="store_true",
+                        help="only the per-stage fp32 / bf16 / res32 search (SNR on the golden weights, time)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stage_search:
+        return stage_search(args.golden, args.repeats)
     torch.manual_seed(0)
     generator = Generator(80, ngf=32, n_residual_layers=3).eval()  # 4,266,050 parameters
     gflop = generator_flops(generator, MEL_FRAMES_10S) / 1e9
@@ -170,9 +183,9 @@ def main() -> None:
     print(f"seconds_per_10s={headline:.4f} realtime_factor={CLIP_SECONDS / headline:.2f}")
 
 
-def golden_snr(path: Path) -> None:
-    """SNR (dB) of each fast CPU precision against fast fp32 on the golden weights (the recipe of
-    tests/unit/vocoder/melgan_golden.py; deterministic, not trained) and mel (1, 80, 256)."""
+def golden_generator(path: Path) -> tuple[Generator, dict]:
+    """The paper generator with the golden weights (the recipe of tests/unit/vocoder/melgan_golden.py;
+    deterministic, not trained) and the golden file (its ``mel`` (1, 80, 256), ``wav``)."""
     spec = importlib.util.spec_from_file_location("melgan_golden", Path(__file__).resolve().parents[1] / "tests" /
                                                   "unit" / "vocoder" / "melgan_golden.py")
     recipe = importlib.util.module_from_spec(spec)
@@ -180,6 +193,51 @@ def golden_snr(path: Path) -> None:
     golden = checkpoint.read(path, what="golden MelGAN file")
     generator = Generator(80, ngf=32, n_residual_layers=3).eval()
     generator.load_state_dict(recipe.golden_state_dict(golden), strict=True)
+    return generator, golden
+
+
+def stage_search(path: Path, repeats: int) -> None:
+    """Every fp32 (f) / bf16 (b) / res32 (r) assignment of the stages: SNR vs fp32 on the golden weights
+    (minimum over 3 mels) and the summed per-stage seconds per 10 s; prints the Pareto front."""
+    generator, golden = golden_generator(path)
+    mels = [golden["mel"]] + [torch.from_numpy(np.load(p)[:, 6:6 + 256].astype(np.float32))[None]
+                              for p in sorted((path.parent.parent / "data" / "vggsound" /
+                                               "melspec_10s_22050hz").glob("*_mel.npy"))[1:3]]
+    n = len(FastGenerator(generator).stages)
+    fast = {m: FastGenerator(generator, winograd_channels=128 if m == "f" else None,
+                             **{"b": {"bf16_stages": tuple(range(n))}, "r": {"res32_stages": tuple(range(n))},
+                                "f": {}}[m]) for m in "fbr"}
+    mel = torch.rand(1, 80, MEL_FRAMES_10S)
+    runs = {m: [] for m in fast}
+    for f in fast.values():
+        f(mel)
+    for _ in range(repeats):  # interleaved, so machine load hits the modes alike
+        for m, f in fast.items():
+            f.stage_seconds = [0.0] * n
+            f(mel)
+            runs[m].append(f.stage_seconds)
+    seconds = {m: [statistics.median(r[i] for r in runs[m]) for i in range(n)] for m in fast}
+    for m in fast:
+        print(f"stage CPU seconds per 10 s, all {m}: " + " ".join(f"{t:.3f}" for t in seconds[m]))
+    refs = [fast["f"](m) for m in mels]
+    rows = []
+    for combo in itertools.product("fbr", repeat=n):
+        stages = {"bf16_stages": tuple(i for i, c in enumerate(combo) if c == "b"),
+                  "res32_stages": tuple(i for i, c in enumerate(combo) if c == "r")}
+        f = FastGenerator(generator, winograd_channels=128 if set(combo) == {"f"} else None, **stages)
+        snr = min(snr_db(f(m), r) for m, r in zip(mels, refs))
+        rows.append((sum(seconds[c][i] for i, c in enumerate(combo)), snr, "".join(combo)))
+    best = -1.0
+    print(f"{'stages':8s} {'s/10s':>6s} {'golden SNR':>10s}   (Pareto front: no faster assignment has a higher SNR)")
+    for t, snr, combo in sorted(rows):
+        if snr > best:
+            best = snr
+            print(f"{combo:8s} {t:6.3f} {snr:8.1f} dB")
+
+
+def golden_snr(path: Path) -> None:
+    """SNR (dB) of each fast CPU precision against fast fp32 on the golden weights and mel (1, 80, 256)."""
+    generator, golden = golden_generator(path)
     ref = MelGANVocoder(generator).vocode(golden["mel"])
     print(f"golden fp32 vs the reference wav: max|diff| {(ref - golden['wav'][:, 0]).abs().max().item():.1e}")
     for precision in ("mixed", "bf16", "int8"):

@@ -16,13 +16,15 @@ its ~39 GMAC per 10 s of audio map onto the matrix-multiply units:
   for LeakyReLU + padding windows, the Winograd transforms, the int8 quantization passes and the last
   conv, each in one pass (torch ops without a compiler);
 * precision ``torch.float32`` (default, exact), ``torch.bfloat16`` (GEMMs accumulate in fp32 inside
-  oneDNN/MKL), ``torch.int8`` (:mod:`vocoder.fast_int8`), or fp32 with single stages in bf16
-  (``bf16_stages``; :func:`heaviest_stage` is the "mixed" precision of :class:`vocoder.MelGANVocoder`). Speed and error of each: docs/vocoder.md,
-  docs/benchmarks.md (``scripts/benchmark_vocoder.py``).
+  oneDNN/MKL), ``torch.int8`` (:mod:`vocoder.fast_int8`), or fp32 with chosen stages in bf16
+  (``bf16_stages``) or with bf16 GEMMs on an fp32 residual stream and fp32 shortcuts (``res32_stages``);
+  :func:`mixed_stages` picks both for the "mixed" precision of :class:`vocoder.MelGANVocoder`. Speed and
+  error of each: docs/vocoder.md, docs/benchmarks.md (``scripts/benchmark_vocoder.py``).
 """
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ from vocoder.fast_native import load_kernels
 from vocoder.fast_ops import SLOPE, Stage, lrelu_window, pack_block, pack_stage, reflect_rows, stage_chunk
 from vocoder.modules import Generator, ResnetBlock, WNConvTranspose1d, folded_weight
 
-__all__ = ["FastGenerator", "heaviest_stage"]
+__all__ = ["FastGenerator", "heaviest_stage", "mixed_stages"]
 
 
 def heaviest_stage(generator: Generator) -> int:
@@ -46,6 +48,17 @@ def heaviest_stage(generator: Generator) -> int:
         length *= conv.stride[0]
         cost.append(conv.out_channels ** 2 * length)
     return max(range(len(cost)), key=cost.__getitem__)
+
+
+def mixed_stages(generator: Generator) -> dict[str, tuple[int, ...]]:
+    """The ``bf16_stages`` / ``res32_stages`` of the "mixed" precision: the stages before the heaviest one
+    in bf16, the heaviest with bf16 GEMMs on an fp32 residual stream and fp32 shortcuts, the rest fp32.
+    Paper generator: stage 0 (256 channels) bf16, stage 1 (128) res32, stages 2-3 (64, 32) fp32; chosen by
+    the per-stage search of docs/benchmarks.md (the fastest with >= 40 dB SNR against fp32 on the golden
+    weights, with a margin: 40.9 dB on 3 VGGSound mels; the bf16 GEMMs of the 32/64-channel stages cost
+    the most SNR per second saved)."""
+    k = heaviest_stage(generator)
+    return {"bf16_stages": tuple(range(k)), "res32_stages": (k,)}
 
 
 class FastGenerator:
@@ -66,6 +79,9 @@ class FastGenerator:
         int8_channels: with ``dtype=torch.int8``, the narrowest stage (output channels) that runs int8.
         bf16_stages: with ``dtype=torch.float32``, the indices of the upsampling stages (transposed conv + its
             residual blocks) that run in bf16 (GEMMs accumulate in fp32; the stage output is stored in bf16).
+        res32_stages: with ``dtype=torch.float32``, stages whose transposed conv, k3 and 1x1 convs run bf16
+            GEMMs (inputs rounded to bf16, fp32 accumulation) while the residual stream, the shortcut 1x1
+            convs (the most rounding-sensitive layers) and the stage output stay fp32.
         native: use the C kernels of ``vocoder/csrc/melgan.cpp`` where they can be built (else, or with
             ``False``, the same computations in torch ops; fp32 results agree to ~1e-7).
 
@@ -78,14 +94,20 @@ class FastGenerator:
 
     def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32,
                  chunk_bytes: int | None = 1 << 20, winograd_channels: int | None = 128,
-                 int8_channels: int = 32, bf16_stages: tuple[int, ...] = (), native: bool = True):
+                 int8_channels: int = 32, bf16_stages: tuple[int, ...] = (), res32_stages: tuple[int, ...] = (),
+                 native: bool = True):
         if dtype not in (torch.float32, torch.bfloat16, torch.int8):
             raise ValueError(f"FastGenerator supports float32 and bfloat16 (or int8 GEMMs), got {dtype}")
         if dtype == torch.int8 and not HAS_QLINEAR:
             raise ValueError("FastGenerator int8 needs oneDNN qlinear ops (torch.ops.onednn.qlinear_pointwise)")
         if bf16_stages and dtype != torch.float32:
             raise ValueError(f"FastGenerator bf16_stages needs dtype float32, got {dtype}")
-        self.int8, self.bf16_stages = dtype == torch.int8, tuple(bf16_stages)
+        if res32_stages and dtype != torch.float32:
+            raise ValueError(f"FastGenerator res32_stages needs dtype float32, got {dtype}")
+        if set(bf16_stages) & set(res32_stages):
+            raise ValueError(f"FastGenerator: stages {sorted(set(bf16_stages) & set(res32_stages))} are in both "
+                             f"bf16_stages and res32_stages")
+        self.int8, self.bf16_stages, self.res32_stages = dtype == torch.int8, tuple(bf16_stages), tuple(res32_stages)
         # float dtype of the float stages (and the first conv): bf16 beside int8 stages
         self.dtype = torch.bfloat16 if self.int8 else dtype
         self.winograd_channels, self.chunk_bytes = winograd_channels, chunk_bytes
@@ -93,6 +115,8 @@ class FastGenerator:
         self.hop_length, self.input_size = generator.hop_length, generator.input_size
         self._work: dict[tuple, torch.Tensor] = {}
         self._lock = threading.Lock()
+        #: set to a list of zeros (one per stage) to accumulate each stage's CPU seconds (process time; benchmarks)
+        self.stage_seconds: list[float] | None = None
         layers = list(generator.model)
         with torch.no_grad():
             pre = layers[1]
@@ -105,11 +129,18 @@ class FastGenerator:
                 if isinstance(layer, (nn.ConvTranspose1d, WNConvTranspose1d)):
                     q = self.int8 and layer.out_channels >= int8_channels
                     dt = torch.bfloat16 if len(self.stages) in self.bf16_stages else self.dtype
-                    self.stages.append(pack_stage_int8(layer) if q else pack_stage(layer, _caster(dt), dt))
+                    gemm = torch.bfloat16 if len(self.stages) in self.res32_stages else dt  # GEMM operand dtype
+                    self.stages.append(pack_stage_int8(layer) if q else pack_stage(layer, _caster(gemm), dt))
                 elif isinstance(layer, ResnetBlock):
                     st = self.stages[-1]
-                    st.blocks.append(pack_block_int8(layer) if st.int8
-                                     else pack_block(layer, _caster(st.dtype), self.winograd_channels))
+                    if st.int8:
+                        st.blocks.append(pack_block_int8(layer))
+                        continue
+                    blk = pack_block(layer, _caster(st.w_mid.dtype), self.winograd_channels)
+                    if st.w_mid.dtype != st.dtype:  # res32: the shortcut and the residual sum stay fp32
+                        blk.ws = folded_weight(layer.shortcut)[:, :, 0].t().float().contiguous()
+                        blk.b_out = (layer.block[4].bias + layer.shortcut.bias).detach().float()
+                    st.blocks.append(blk)
             post = layers[-2]
             w = folded_weight(post)  # (1, C, k)
             self.post_k = w.shape[-1]
@@ -148,6 +179,7 @@ class FastGenerator:
         cols = x.unfold(0, self.pre_k, 1).reshape(n, -1)  # (T, C_mel * k) in (c, k) order
         x = torch.addmm(self.pre_b, cols, self.pre_w)  # (T, C0)
         for i, stage in enumerate(self.stages):
+            start = time.process_time()
             out = self._buffer(i % 2, x.shape[0] * stage.ratio, stage.c_out, stage.dtype)
             chunk = stage_chunk_int8 if stage.int8 else stage_chunk
             if stage.int8 and x.dtype != torch.float32:
@@ -156,6 +188,8 @@ class FastGenerator:
             for lo, hi in self._chunks(out.shape[0], stage.c_out, stage.ratio, gemm_in):
                 chunk(stage, x, out, lo, hi, self._lib)
             x = out
+            if self.stage_seconds is not None:
+                self.stage_seconds[i] += time.process_time() - start
         wav = torch.empty(x.shape[0])
         if self._lib is not None and x.dtype in (torch.float32, torch.bfloat16):  # one pass, no temporaries
             if self._lib.post_conv(x.data_ptr(), x.dtype == torch.bfloat16, x.shape[0], x.shape[1],

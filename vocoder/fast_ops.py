@@ -111,8 +111,8 @@ def stage_chunk(st: Stage, x: torch.Tensor, out: torch.Tensor, lo: int, hi: int,
     n_out, r = out.shape[0], st.ratio
     ranges = row_ranges(st, n_out, lo, hi)
     r0, r1 = ranges[-1][0] // r, -(-ranges[-1][1] // r)  # input rows of the transposed conv
-    xp = lrelu_window(x, 0, x.shape[0], r0, r1, 1, zero_pad=True, lib=lib).to(st.dtype)
-    y = upsample(st, xp)  # samples [r0 * r, r1 * r)
+    xp = lrelu_window(x, 0, x.shape[0], r0, r1, 1, zero_pad=True, lib=lib).to(st.w_mid.dtype)
+    y = upsample(st, xp).to(st.dtype)  # samples [r0 * r, r1 * r)
     start = r0 * r
     for j, blk in enumerate(st.blocks):
         o_lo, o_hi = ranges[len(st.blocks) - 1 - j]
@@ -194,6 +194,7 @@ def res_block(blk: Block, x: torch.Tensor, start: int, lo: int, hi: int, n: int,
     n_tiles = -(-m // (2 * d))  # Winograd tiles: output rows 2 d k + j and 2 d k + j + d, j < d
     # lrelu'd input of the k3 conv (+ zero rows completing the last Winograd tile; their outputs are dropped)
     p = lrelu_window(x, start, n, lo, hi, d, extra=2 * d * n_tiles - m if blk.wino else 0, lib=lib)
+    p = p.to(blk.taps[0].dtype)  # bf16 k3 / 1x1 GEMMs on an fp32 residual stream (FastGenerator res32_stages)
     if blk.wino:
         h = k3_winograd(blk, p, n_tiles, lib)[:m]
     else:
@@ -202,7 +203,7 @@ def res_block(blk: Block, x: torch.Tensor, start: int, lo: int, hi: int, n: int,
         h.addmm_(p[2 * d: 2 * d + m], blk.taps[2])
         torch._C._nn.leaky_relu_(h, SLOPE)
     y = torch.addmm(blk.b_out, x[lo - start: hi - start], blk.ws, out=out)
-    return y.addmm_(h, blk.w1)
+    return y.addmm_(h, blk.w1) if h.dtype == y.dtype else y.add_(h @ blk.w1)
 
 
 def k3_winograd(blk: Block, p: torch.Tensor, n_tiles: int, lib: ctypes.CDLL | None = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ import yaml
 from specvqgan.audio import HOP, N_MELS, SR, mel_to_wav
 from specvqgan.checkpoint import read
 from specvqgan.native import native_bf16
-from vocoder.fast import FastGenerator, heaviest_stage
+from vocoder.fast import FastGenerator, mixed_stages
 from vocoder.modules import Generator
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ INPUT_RANGES = ("0,1", "-1,1")
 BACKENDS = ("auto", "fast", "eager")
 PRECISIONS = ("fp32", "bf16", "int8", "mixed")
 #: "auto": the measured best quality/speed choice (docs/vocoder.md): "mixed" on the fast CPU backend of a CPU with
-#: native bf16 (>= 40 dB SNR against fp32 on the golden weights, ~25 % faster), else "fp32"; the CLIs' and the
+#: native bf16 (>= 40 dB SNR against fp32 on the golden weights, ~30 % faster), else "fp32"; the CLIs' and the
 #: pipeline's default
 AUTO_PRECISION = "auto"
 WHAT = "vocoder checkpoint"
@@ -155,8 +155,8 @@ class MelGANVocoder:
             (~2x faster on CPUs with AVX512-BF16/AMX; not exact: max abs error ~1e-3 on random weights,
             1e-2 on the golden weights and mel) or ``"int8"`` (CPU fast backend only: int8 GEMMs with
             per-chunk activation scales for the wide stages, bf16 elsewhere) or ``"mixed"`` (CPU fast
-            backend only: fp32 except the stage with the most FLOPs in bf16, >= 40 dB SNR against fp32 on
-            the golden weights); ``"auto"``: ``"mixed"`` where the fast backend runs on a CPU with native bf16
+            backend only: :func:`vocoder.fast.mixed_stages`, bf16 GEMMs in the wide stages with fp32 shortcuts
+            in the heaviest one, fp32 elsewhere; >= 40 dB SNR against fp32 on the golden weights); ``"auto"``: ``"mixed"`` where the fast backend runs on a CPU with native bf16
             (AVX512-BF16 / AMX), else ``"fp32"``.
             Speed and error of each: docs/vocoder.md.
         chunk_frames: vocode inputs longer than this in overlapping chunks (exact: each chunk carries
@@ -194,7 +194,9 @@ class MelGANVocoder:
         self.fast = None
         if use_fast:
             fast_dtype = torch.int8 if precision == "int8" else self.dtype
-            options = {"bf16_stages": (heaviest_stage(gen),)} if precision == "mixed" else {}
+            options = mixed_stages(gen) if precision == "mixed" else {}
+            if precision in ("mixed", "bf16"):  # Winograd only in fp32 GEMMs: bf16 ones gain nothing, lose ~0.5 dB
+                options["winograd_channels"] = None
             self.fast = FastGenerator(gen, fast_dtype, **{**options, **dict(fast_options or {})})
         self.precision = precision
         self.chunk_frames = chunk_frames
