@@ -16,6 +16,7 @@ import time
 
 from feature_extraction.extract import FEATURES, ExtractConfig, extract_folder, failures_file, resolve_video_list
 from feature_extraction.flow import METHODS
+from feature_extraction.visual import PRECISIONS
 from specvqgan.distributed import parse_shard
 from specvqgan.provenance import ProvenanceError
 from specvqgan.video_files import VIDEO_EXTENSIONS, find_videos
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(a different estimator)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default: 32)")
     p.add_argument("--device", default="cpu", help="torch device of the networks (default: cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="of the pretrained networks: fp32 (default, the reference) or bf16 (~2x fewer CPU-s with "
+                        "AMX/AVX512-BF16, features within ~0.3%% of fp32's)")
     p.add_argument("--min-clip-duration", type=float, default=1.0,
                    help="report (do not loop) sources shorter than this many seconds (default: 1)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ExtractConfig(duration=a.duration, feature=a.feature, min_clip_duration=a.min_clip_duration,
                             overwrite=a.overwrite, weights=a.weights, random_weights=a.random_weights,
                             batch_size=a.batch_size, flow_method=a.flow_method, flow_weights=a.flow_weights,
-                            device=a.device, allow_truncated=a.allow_truncated)
+                            device=a.device, allow_truncated=a.allow_truncated, precision=a.precision)
         if a.video_list is None and not find_videos(a.videos):
             print(f"error: no videos ({', '.join(VIDEO_EXTENSIONS)}) under {a.videos}", file=sys.stderr)
             return 2

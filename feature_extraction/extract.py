@@ -66,6 +66,8 @@ class ExtractConfig:
         batch_size: frames per forward pass of a pretrained network.
         flow_method: optical flow for BN-Inception flow (:data:`feature_extraction.flow.METHODS`; "tvl1": reference).
         flow_weights: weights of the BN-Inception flow stream (default: ``weights``).
+        precision: of the pretrained networks, "fp32" (the reference) or "bf16" (~2x fewer CPU-s, features
+            within ~0.3 % of fp32's; recorded in the provenance).
         device: torch device of the pretrained networks.
         allow_truncated: pad a truncated stream (more than 2 frames / 0.1 s of audio missing) with a
             warning instead of failing the video.
@@ -81,6 +83,7 @@ class ExtractConfig:
     flow_method: str = "tvl1"
     flow_weights: str | None = None
     device: str = "cpu"
+    precision: str = "fp32"
     allow_truncated: bool = False
 
     def __post_init__(self):
@@ -95,12 +98,14 @@ class ExtractConfig:
             _ = self.extractor                  # validates the options (files exist, flow method, ...)
         elif self.weights is not None or self.flow_weights is not None:
             raise ValueError(f"feature {self.feature!r} takes no weights")
+        elif self.precision != "fp32":
+            raise ValueError(f"feature {self.feature!r} has no network: precision {self.precision!r} does not apply")
 
     @property
     def extractor(self):
         """The extractor (one per process and configuration; networks load on first use)."""
         return _build_extractor(self.feature, self.weights, self.batch_size, self.flow_method,
-                                self.flow_weights, self.device)
+                                self.flow_weights, self.device, self.precision)
 
     def produced_by(self, key: str) -> dict:
         """What the files of output ``key`` (``wav``, ``mel``, ``feature_<name>``) depend on: recorded in
@@ -110,6 +115,8 @@ class ExtractConfig:
         if key.startswith("feature_"):
             info.update(feature=self.feature, fps=FEAT_FPS, weights_sha256=path_sha256(self.weights),
                         random_weights=self.random_weights and self.weights is None)
+            if self.precision != "fp32":      # absent for fp32: folders written before the option still match
+                info.update(precision=self.precision)
             if "flow" in key:
                 info.update(flow_method=self.flow_method, flow_weights_sha256=path_sha256(self.flow_weights))
         return info
@@ -126,9 +133,9 @@ class ExtractConfig:
 
 
 @functools.lru_cache(maxsize=8)
-def _build_extractor(feature, weights, batch_size, flow_method, flow_weights, device):
+def _build_extractor(feature, weights, batch_size, flow_method, flow_weights, device, precision="fp32"):
     if feature in PRETRAINED:
-        return build_pretrained(feature, weights, batch_size, device, flow_method, flow_weights)
+        return build_pretrained(feature, weights, batch_size, device, flow_method, flow_weights, precision)
     return FEATURES[feature]()
 
 

@@ -47,14 +47,22 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.round().clamp(0, 255)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 class _Pretrained:
     """Common options: ``weights`` path (None: random weights from ``seed``, for tests/benchmarks only),
-    ``batch_size`` frames per forward pass, ``device``."""
+    ``batch_size`` frames per forward pass, ``device``, ``precision`` of the network ("fp32", the
+    reference; "bf16": weights and activations in bfloat16, ~2x fewer CPU-s with AMX / AVX512-BF16,
+    features within ~0.3 % of fp32's, docs/benchmarks.md "Flow features")."""
 
     def __init__(self, weights: str | Path | None = None, batch_size: int = 32, device: str = "cpu",
-                 seed: int = 0):
+                 seed: int = 0, precision: str = "fp32"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if weights is not None and not Path(weights).is_file():
             raise FileNotFoundError(f"weight file not found: {weights}")
         self.weights, self.batch_size, self.device, self.seed = weights, batch_size, torch.device(device), seed
@@ -64,7 +72,7 @@ class _Pretrained:
         if key not in self._nets:
             if self.weights is None:
                 log.warning("%s: random weights (seed %d) - features are meaningless", key, self.seed)
-            self._nets[key] = build().to(self.device, memory_format=self.layout).eval()
+            self._nets[key] = build().to(self.device, self.dtype, memory_format=self.layout).eval()
         return self._nets[key]
 
     @property
@@ -76,7 +84,7 @@ class _Pretrained:
     @torch.inference_mode()
     def _run(self, net, batches) -> np.ndarray:
         """Feed (B, C, H, W) float tensors from ``batches`` through ``net.features``; -> (N, D) float32."""
-        out = [net.features(b.to(self.device, memory_format=self.layout)).float().cpu() for b in batches]
+        out = [net.features(b.to(self.device, self.dtype, memory_format=self.layout)).float().cpu() for b in batches]
         return torch.cat(out).numpy().astype(np.float32)
 
     def _batches(self, frames: np.ndarray, prep):
@@ -101,8 +109,8 @@ class ResNet50Features(_Pretrained):
     max_aspect = 4.0    # wider/taller sources are centre-cropped to 4:1 by ffmpeg (the 224 crop is inside)
 
     def __init__(self, weights=None, batch_size: int = 32, device: str = "cpu", seed: int = 0,
-                 resize: int = 256, crop: int = 224):
-        super().__init__(weights, batch_size, device, seed)
+                 resize: int = 256, crop: int = 224, precision: str = "fp32"):
+        super().__init__(weights, batch_size, device, seed, precision)
         if crop > resize:
             raise ValueError(f"crop {crop} must be <= resize {resize}")
         self.resize, self.crop = resize, crop
@@ -151,8 +159,8 @@ class BNInceptionFeatures(_Pretrained):
 
     def __init__(self, weights=None, batch_size: int = 32, device: str = "cpu", seed: int = 0,
                  streams: tuple[str, ...] = ("rgb", "flow"), flow_method: str = "tvl1",
-                 flow_weights=None, size: int = 224):
-        super().__init__(weights, batch_size, device, seed)
+                 flow_weights=None, size: int = 224, precision: str = "fp32"):
+        super().__init__(weights, batch_size, device, seed, precision)
         if not streams or set(streams) - {"rgb", "flow"}:
             raise ValueError(f"streams must be a non-empty subset of ('rgb', 'flow'), got {streams}")
         if flow_method not in METHODS:
@@ -228,10 +236,10 @@ PRETRAINED = {
 
 
 def build_pretrained(feature: str, weights=None, batch_size: int = 32, device: str = "cpu",
-                     flow_method: str = "tvl1", flow_weights=None):
+                     flow_method: str = "tvl1", flow_weights=None, precision: str = "fp32"):
     """Extractor for CLI name ``feature`` (a key of :data:`PRETRAINED`)."""
     cls, kwargs = PRETRAINED[feature]
-    kwargs = dict(kwargs, weights=weights, batch_size=batch_size, device=device)
+    kwargs = dict(kwargs, weights=weights, batch_size=batch_size, device=device, precision=precision)
     if cls is BNInceptionFeatures:
         kwargs.update(flow_method=flow_method, flow_weights=flow_weights)
     elif flow_weights is not None:

@@ -7,12 +7,14 @@
 
 For the first ``--clips`` reference videos (sorted; default folder ``../shared/reference/data``) it decodes
 the 215 frames of 10 s at 340 x 256 (the extraction's decode), computes the flow rows 1, 1 + every, ...
-with default TV-L1 (``tvl1``, the reference) and with each ``--methods`` entry (a name of
+with OpenCV's default TV-L1 (``tvl1_opencv``, the reference) and with each ``--methods`` entry (a name of
 ``feature_extraction.flow.METHODS`` or ``tvl1:Name=value,...``, OpenCV DualTVL1 setters, e.g.
-``tvl1:Epsilon=0.03,WarpingsNumber=3``), and compares them with the reference:
+``tvl1:Epsilon=0.03,WarpingsNumber=3``; ``tvl1`` itself runs the native kernel where it builds), and
+compares them with the reference:
 
 * ``cpu_s/pair``: process CPU seconds per frame pair; ``wall_s/10s``: wall seconds for the 214 pairs of
-  a 10 s clip on ``--threads`` threads (extrapolated from the sampled rows);
+  a 10 s clip on ``--threads`` threads (extrapolated from the sampled rows); ``equal``: share of the flow
+  images identical to the reference's;
 * ``input_rel``: relative L2 error of the flow network's input (224 x 224, minus 128);
 * ``cos mean/min``: cosine similarity of the 1024-d flow features, per row;
 * ``cond_rel``: relative L2 error of the 2048-d [RGB, flow] rows a 212-feature transformer reads.
@@ -41,6 +43,7 @@ from feature_extraction.media import probe, read_frames
 from feature_extraction.visual import BNInceptionFeatures
 
 DEFAULT_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "data"
+REF = "tvl1_opencv"   # the reference: OpenCV's DualTVL1 with its default parameters
 
 
 def method_name(spec: str) -> str:
@@ -78,7 +81,7 @@ def main() -> None:
     p.add_argument("--videos", type=Path, default=DEFAULT_VIDEOS)
     p.add_argument("--clips", type=int, default=6)
     p.add_argument("--every", type=int, default=5, help="sample flow rows 1, 1 + every, ... (default 5)")
-    p.add_argument("--methods", nargs="+", default=["tvl1_fast", "farneback"])
+    p.add_argument("--methods", nargs="+", default=["tvl1", "tvl1_fast", "farneback"])
     p.add_argument("--weights", help="BN-Inception weights (default: random, seeded)")
     p.add_argument("--regnet-resize", action="store_true", help="add the tvl1@cv2 yardstick")
     p.add_argument("--threads", type=int, default=2)
@@ -95,8 +98,8 @@ def main() -> None:
     flow_net = ex._net("flow_bninception", lambda: load_bninception(a.weights, 2, seed=ex.seed))
     n = 215
     rows = np.arange(1, n, a.every)
-    names = ["tvl1", *methods, "jpeg95", "zero"] + (["tvl1@cv2"] if a.regnet_resize else [])
-    stats = {m: {"cpu": 0.0, "wall": 0.0, "pairs": 0, "in": [], "f": []} for m in names}
+    names = [REF, *methods, "jpeg95", "zero"] + (["tvl1@cv2"] if a.regnet_resize else [])
+    stats = {m: {"cpu": 0.0, "wall": 0.0, "pairs": 0, "in": [], "f": [], "eq": []} for m in names}
     rgbs = []
 
     def feats(net, images, prep):
@@ -107,33 +110,34 @@ def main() -> None:
         ids = np.arange(n)
         rgbs.append(feats(rgb_net, frames[rows], ex.preprocess_rgb))
         images = {}
-        for m in ["tvl1", *methods]:
+        for m in [REF, *methods]:
             c0, w0 = time.process_time(), time.perf_counter()
             images[m] = flowmod.flow_rows(frames, ids, rows, m, threads=a.threads)
             s = stats[m]
             s["cpu"] += time.process_time() - c0
             s["wall"] += time.perf_counter() - w0
             s["pairs"] += len(rows)
-        images["jpeg95"] = jpeg95(images["tvl1"])
-        images["zero"] = np.full_like(images["tvl1"], 128)
+        images["jpeg95"] = jpeg95(images[REF])
+        images["zero"] = np.full_like(images[REF], 128)
         if a.regnet_resize:
             images["tvl1@cv2"] = flowmod.flow_rows(regnet_frames(video, n), ids, rows, "tvl1", threads=a.threads)
-        x_ref = ex.preprocess_flow(torch.from_numpy(images["tvl1"]))
+        x_ref = ex.preprocess_flow(torch.from_numpy(images[REF]))
         for m in names:
             x = ex.preprocess_flow(torch.from_numpy(images[m]))
             stats[m]["in"].append(float((x - x_ref).norm() / x_ref.norm()))
+            stats[m]["eq"].append(float((images[m] == images[REF]).all(axis=(1, 2, 3)).mean()))
             stats[m]["f"].append(feats(flow_net, images[m], ex.preprocess_flow))
         print(f"{video.name}: input_rel " + " ".join(f"{m}={stats[m]['in'][-1]:.3f}" for m in names), flush=True)
 
     # Centred: features minus the mean reference feature (a constant offset is absorbed by the
     # transformer's input layer; a random network's features are almost all offset).
-    f_ref = np.concatenate(stats["tvl1"]["f"])
+    f_ref = np.concatenate(stats[REF]["f"])
     mu_flow, rgb = f_ref.mean(0), np.concatenate(rgbs)
     cond_ref = np.concatenate([rgb - rgb.mean(0), f_ref - mu_flow], 1)
     print(f"clips={len(videos)} rows/clip={len(rows)} threads={a.threads} "
           f"weights={'random' if a.weights is None else Path(a.weights).name}")
-    print(f"{'method':<34}{'cpu_s/pair':>11}{'wall_s/10s':>11}{'input_rel':>10}{'cos mean':>10}{'cos min':>9}"
-          f"{'cond_rel':>10}")
+    print(f"{'method':<34}{'cpu_s/pair':>11}{'wall_s/10s':>11}{'equal':>7}{'input_rel':>10}{'cos mean':>10}"
+          f"{'cos min':>9}{'cond_rel':>10}")
     last = []
     for m in names:
         s = stats[m]
@@ -143,8 +147,8 @@ def main() -> None:
         cos = ((f - mu_flow) * (f_ref - mu_flow)).sum(1) / (np.linalg.norm(f - mu_flow, axis=1)
                                                           * np.linalg.norm(f_ref - mu_flow, axis=1))
         cond = np.linalg.norm(f - f_ref, axis=1) / np.linalg.norm(cond_ref, axis=1)
-        print(f"{m:<34}{cpu:>11}{wall:>11}{np.mean(s['in']):>10.4f}{cos.mean():>10.4f}{cos.min():>9.4f}"
-              f"{cond.mean():>10.4f}")
+        print(f"{m:<34}{cpu:>11}{wall:>11}{np.mean(s['eq']):>7.2f}{np.mean(s['in']):>10.4f}{cos.mean():>10.4f}"
+              f"{cos.min():>9.4f}{cond.mean():>10.4f}")
         last.append(f"method={m} cos_mean={cos.mean():.4f} cos_min={cos.min():.4f} cpu_s_per_pair={cpu}")
     print(" ; ".join(last))
 

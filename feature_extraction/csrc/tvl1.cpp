@@ -25,6 +25,10 @@ namespace {
 
 constexpr int TAB = 32;   // OpenCV INTER_TAB_SIZE
 
+#ifdef __AVX512F__
+inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+#endif
+
 struct Plane {
     int h = 0, w = 0;
     std::vector<float> d;
@@ -183,58 +187,64 @@ void remap_cubic(const float* const* src, float* const* dst, int n, int h, int w
     }
 }
 
-// Comparators (a, b) of Batcher's odd-even merge sort of 32 lines, pruned to those that decide line 12:
-// the median of 25 values (lines 25..31 hold +inf).
-struct MedianNet {
-    std::vector<std::pair<int, int>> ops;
-    MedianNet() {
-        std::vector<std::pair<int, int>> all;
-        const int n = 32;
-        for (int p = 1; p < n; p <<= 1)
-            for (int k = p; k >= 1; k >>= 1)
-                for (int j = k % p; j + k < n; j += 2 * k)
-                    for (int i = 0; i < std::min(k, n - j - k); ++i)
-                        if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) all.emplace_back(i + j, i + j + k);
-        std::vector<bool> need(n, false);
-        need[12] = true;
-        for (auto it = all.rbegin(); it != all.rend(); ++it)
-            if (need[it->first] || need[it->second]) {
-                ops.push_back(*it);
-                need[it->first] = need[it->second] = true;
-            }
-        std::reverse(ops.begin(), ops.end());
-    }
+// The median of 25 values v[0..24] ends in v[12] after these 113 compare-exchanges (min to the first
+// index): Batcher's odd-even merge sort of 32 lines with lines 25..31 held at +inf, pruned of the exchanges
+// with an infinite line (moves become relabellings) and of those that cannot reach line 12.
+constexpr unsigned char MEDIAN25[113][2] = {
+    {0,1}, {2,3}, {4,5}, {6,7}, {8,9}, {10,11}, {12,13}, {14,15}, {16,17}, {18,19}, {20,21}, {22,23}, {0,2},
+    {1,3}, {4,6}, {5,7}, {8,10}, {9,11}, {12,14}, {13,15}, {16,18}, {17,19}, {20,22}, {21,23}, {1,2}, {5,6},
+    {9,10}, {13,14}, {17,18}, {21,22}, {0,4}, {1,5}, {2,6}, {3,7}, {8,12}, {9,13}, {10,14}, {11,15}, {16,20},
+    {17,21}, {18,22}, {19,23}, {2,4}, {3,5}, {10,12}, {11,13}, {18,20}, {19,21}, {1,2}, {3,4}, {5,6}, {9,10},
+    {11,12}, {13,14}, {17,18}, {19,20}, {21,22}, {0,8}, {1,9}, {2,10}, {3,11}, {4,12}, {5,13}, {6,14}, {7,15},
+    {16,24}, {4,8}, {5,9}, {6,10}, {7,11}, {20,24}, {2,4}, {3,5}, {6,8}, {7,9}, {10,12}, {11,13}, {18,20},
+    {19,21}, {22,24}, {1,2}, {3,4}, {5,6}, {7,8}, {9,10}, {11,12}, {13,14}, {17,18}, {19,20}, {21,22}, {23,24},
+    {0,16}, {1,17}, {2,18}, {3,19}, {4,20}, {5,21}, {6,22}, {7,23}, {8,24}, {8,16}, {9,17}, {10,18}, {11,19},
+    {12,20}, {13,21}, {6,10}, {7,11}, {12,16}, {13,17}, {10,12}, {11,13}, {11,12}
 };
-const MedianNet& median_net() { static const MedianNet m; return m; }
+
+template <typename V, typename Lo, typename Hi>
+inline void median25(V* v, Lo lo, Hi hi) {
+#pragma GCC unroll 128
+    for (int k = 0; k < 113; ++k) {
+        const V a = v[MEDIAN25[k][0]], b = v[MEDIAN25[k][1]];
+        v[MEDIAN25[k][0]] = lo(a, b);
+        v[MEDIAN25[k][1]] = hi(a, b);
+    }
+}
 
 // cv::medianBlur(u, u, 5) of a float plane (BORDER_REPLICATE): the exact median of each 5 x 5 window.
 void median5(Plane& u, std::vector<float>& work) {
     const int h = u.h, w = u.w, wp = w + 4;
-    const MedianNet& net = median_net();
-    std::vector<float> src(u.d);
-    work.resize(size_t(32) * w + size_t(5) * wp);
-    float* lines = work.data();
-    float* pad = lines + size_t(32) * w;
+    work.resize(size_t(h + 4) * wp);
+    for (int y = 0; y < h + 4; ++y) {
+        const float* s = u.row(std::min(std::max(y - 2, 0), h - 1));
+        float* p = work.data() + size_t(y) * wp;
+        p[0] = p[1] = s[0];
+        std::memcpy(p + 2, s, sizeof(float) * w);
+        p[w + 2] = p[w + 3] = s[w - 1];
+    }
     for (int y = 0; y < h; ++y) {
-        for (int r = 0; r < 5; ++r) {
-            const float* s = src.data() + size_t(std::min(std::max(y + r - 2, 0), h - 1)) * w;
-            float* p = pad + size_t(r) * wp;
-            p[0] = p[1] = s[0];
-            std::memcpy(p + 2, s, sizeof(float) * w);
-            p[w + 2] = p[w + 3] = s[w - 1];
+        const float* rows = work.data() + size_t(y) * wp;   // window rows y .. y + 4 of the padded plane
+        float* out = u.row(y);
+        int x = 0;
+#ifdef __AVX512F__
+        for (; x < w; x += 16) {
+            const __mmask16 m = tail_mask(w - x);
+            __m512 v[25];
+            for (int r = 0; r < 5; ++r)
+                for (int c = 0; c < 5; ++c) v[r * 5 + c] = _mm512_maskz_loadu_ps(m, rows + size_t(r) * wp + x + c);
+            median25(v, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); },
+                     [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+            _mm512_mask_storeu_ps(out + x, m, v[12]);
         }
-        for (int r = 0; r < 5; ++r)
-            for (int c = 0; c < 5; ++c) std::memcpy(lines + size_t(r * 5 + c) * w, pad + size_t(r) * wp + c, sizeof(float) * w);
-        for (int l = 25; l < 32; ++l) std::fill(lines + size_t(l) * w, lines + size_t(l + 1) * w, std::numeric_limits<float>::infinity());
-        for (const auto& op : net.ops) {
-            float* a = lines + size_t(op.first) * w;
-            float* b = lines + size_t(op.second) * w;
-            for (int x = 0; x < w; ++x) {
-                const float lo = b[x] < a[x] ? b[x] : a[x], hi = b[x] < a[x] ? a[x] : b[x];
-                a[x] = lo; b[x] = hi;
-            }
+#endif
+        for (; x < w; ++x) {
+            float v[25];
+            for (int r = 0; r < 5; ++r)
+                for (int c = 0; c < 5; ++c) v[r * 5 + c] = rows[size_t(r) * wp + x + c];
+            median25(v, [](float a, float b) { return b < a ? b : a; }, [](float a, float b) { return b < a ? a : b; });
+            out[x] = v[12];
         }
-        std::memcpy(u.row(y), lines + size_t(12) * w, sizeof(float) * w);
     }
 }
 
@@ -298,7 +308,6 @@ inline __m512 hypot16(__m512 a, __m512 b) {   // (float) sqrt((double) a^2 + (do
     const __m256 r1 = _mm512_cvtpd_ps(_mm512_sqrt_pd(_mm512_add_pd(_mm512_mul_pd(a1, a1), _mm512_mul_pd(b1, b1))));
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(r0)), _mm256_castps_pd(r1), 1));
 }
-inline __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 #endif
 
 // Dual update of row y from the forward gradient of the new u (rows y, y + 1; b == a on the last row,
