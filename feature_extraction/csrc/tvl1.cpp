@@ -17,7 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <vector>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -156,11 +156,19 @@ void remap_cubic(const float* const* src, float* const* dst, int n, int h, int w
             if (unsigned(sx) < width1 && unsigned(sy) < height1) {
                 for (int k = 0; k < n; ++k) {   // OpenCV's SIMD order: 4 column lanes, rows by FMA
                     const float* S = src[k] + size_t(sy) * w + sx;
+#ifdef __FMA__
+                    __m128 acc = _mm_mul_ps(_mm_loadu_ps(S), _mm_loadu_ps(wt));
+                    for (int i = 1; i < 4; ++i)
+                        acc = _mm_fmadd_ps(_mm_loadu_ps(S + size_t(i) * w), _mm_loadu_ps(wt + 4 * i), acc);
+                    const __m128 t = _mm_add_ps(acc, _mm_movehl_ps(acc, acc));      // (0 + 2), (1 + 3)
+                    dst[k][o] = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+#else
                     float acc[4];
                     for (int j = 0; j < 4; ++j) acc[j] = S[j] * wt[j];
                     for (int i = 1; i < 4; ++i)
                         for (int j = 0; j < 4; ++j) acc[j] = std::fma(S[i * w + j], wt[i * 4 + j], acc[j]);
                     dst[k][o] = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+#endif
                 }
                 continue;
             }
