@@ -189,9 +189,12 @@ def extract_visual(video: str | Path, cfg: ExtractConfig, info: MediaInfo | None
         n = int(round(cfg.duration * FEAT_FPS))
         if len(rows) == 0 or rows[0] < 0 or rows[-1] >= n:
             raise ValueError(f"rows must be in [0, {n}) for {cfg.duration:g} s, got {rows}")
-        # few frames: ffmpeg drops the others before scaling; most of them: a plain read, keeping ``ids``
+        # few frames: ffmpeg drops the others before scaling; most of them: a plain read, keeping ``ids``.
+        # Either way the read stops at the last frame needed: frames before it do not depend on where the
+        # read ends, and a source longer than that is neither looped nor first counted (a second decode)
         few = 2 * len(ids) < n
-        frames = _keep(iter_frames(video, cfg.duration, FEAT_FPS, size, loop=True, indices=ids if few else None,
+        upto = min(cfg.duration, (int(ids[-1]) + 1) / FEAT_FPS)
+        frames = _keep(iter_frames(video, upto, FEAT_FPS, size, loop=True, indices=ids if few else None,
                                    **kwargs), None if few else ids)
         feats = ex.at_rows(frames, ids, rows) if hasattr(ex, "at_rows") else ex(frames[np.searchsorted(ids, rows)])
     if not isinstance(feats, dict):
