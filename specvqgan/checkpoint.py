@@ -23,6 +23,7 @@ import logging
 import pathlib
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -166,13 +167,15 @@ def _safe_load(path: Path, mmap: bool) -> Any:
 
 def _load(path: Path, weights_only: bool, mmap: bool) -> Any:
     import torch
-    if mmap:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-        except RuntimeError as err:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" not in str(err):
-                raise
-    return torch.load(path, map_location="cpu", weights_only=weights_only)
+    with warnings.catch_warnings():     # torch's own deprecation notes on rebuilding qint8 tensors, not the user's
+        warnings.filterwarnings("ignore", message=r"(TypedStorage|torch\.quantize_per_tensor).* deprecated")
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+            except RuntimeError as err:  # legacy (non-zip) files cannot be memory-mapped
+                if "mmap" not in str(err):
+                    raise
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
 
 
 def _one_line(err: Exception) -> str:

@@ -33,7 +33,6 @@ import ctypes
 import dataclasses
 import logging
 import sys
-import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,9 +122,7 @@ def load_transformer(path: str | Path, *, feature: Optional[str] = None, trust: 
     if not path.is_file():
         raise FileNotFoundError(f"transformer checkpoint not found: {path}")
     try:
-        with warnings.catch_warnings():     # torch's own deprecation notes on reading qint8 tensors, not the user's
-            warnings.filterwarnings("ignore", message=r"(TypedStorage|torch\.quantize_per_tensor).* deprecated")
-            contents = read(path, trust=trust, mmap=True)       # the weights stay on disk until used
+        contents = read(path, trust=trust, mmap=True)       # the weights stay on disk until used
         if is_bundle(contents):
             model, spec = read_bundle(path, contents, device=device)
             if feature is not None and feature != spec.feature:
