@@ -61,11 +61,23 @@ def path_sha256(path: str | Path | None) -> str | None:
         return None
     path = Path(path)
     if path.is_file():
-        return _file_sha256(str(path.resolve()), path.stat().st_mtime_ns)
+        return _file_sha256(*_identity(path))
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}\0{_file_sha256(str(f.resolve()), f.stat().st_mtime_ns)}\n".encode())
+    for f in _files(path):
+        h.update(f"{f.relative_to(path)}\0{_file_sha256(*_identity(f))}\n".encode())
     return h.hexdigest()
+
+
+def _files(path: Path) -> list[Path]:
+    """``path`` itself (a file), or a folder's files (recursively, sorted), or nothing (missing)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+
+
+def _identity(f: Path) -> tuple[str, int]:
+    """(resolved path, mtime_ns): the key a file's digest is cached under."""
+    return str(f.resolve()), f.stat().st_mtime_ns
 
 
 @functools.lru_cache(maxsize=32)
@@ -83,14 +95,11 @@ def hash_ahead(*paths: str | Path | None) -> None:
     leave a core idle (hashlib releases the GIL). Missing paths and None are ignored."""
     from concurrent.futures import ThreadPoolExecutor
 
-    files = []
-    for path in (Path(p) for p in paths if p is not None):
-        files += [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else []
+    files = [f for p in paths if p is not None for f in _files(Path(p))]
     if not files:
         return
     pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
-    for f in files:
-        key = (str(f.resolve()), f.stat().st_mtime_ns)
+    for key in map(_identity, files):
         if key not in _AHEAD:
             _AHEAD[key] = pool.submit(file_sha256, key[0])
     pool.shutdown(wait=False)

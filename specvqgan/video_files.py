@@ -63,8 +63,9 @@ def read_list(path: Path) -> list[Path]:
 
 
 def list_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
-    """Files as given, folders expanded recursively (sorted). Raises FileNotFoundError naming a missing
-    path or a folder without videos, ValueError naming two inputs whose outputs would collide."""
+    """Files as given, folders expanded recursively (sorted), list files (:func:`read_list`) expanded in their
+    order. Raises FileNotFoundError naming a missing path, a folder without videos or a listed video that is
+    missing, ValueError naming two inputs whose outputs would collide."""
     items: list[VideoItem] = []
     for raw in inputs:
         path = Path(raw)
