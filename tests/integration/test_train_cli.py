@@ -64,13 +64,22 @@ def test_interrupt_saves_last_checkpoint(repo_root, toy_root, tmp_path, sig):
     logroot = tmp_path / "logs"
     cmd = [sys.executable, "train.py", "-t", "--base", "configs/toy/codebook.yaml", "--logdir", str(logroot), *TINY,
            *data_overrides(toy_root), "lightning.trainer.max_steps=100000"]
-    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = tmp_path / "train.log"  # a file, not a pipe nobody reads while training runs
+    # a shell without job control starts background jobs with SIGINT ignored, and the child inherits
+    # that (CI does so): give it the terminal's default, as for Ctrl-C in a terminal
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=repo_root, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not list(logroot.glob("*/checkpoints/*.ckpt")):
         time.sleep(0.5)  # the first epoch-end checkpoint means training is under way
-    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    assert proc.poll() is None, log_path.read_text()[-3000:]
     proc.send_signal(sig)
-    output = proc.communicate(timeout=120)[0]
+    try:
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    output = log_path.read_text()
     assert "interrupted at step" in output, output[-3000:]
     step = int(output.split("interrupted at step ")[1].split(":")[0])
     ckpt = torch.load(run_dir(logroot) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
