@@ -55,7 +55,9 @@ def test_feature_rows_equal_the_full_extraction(clip, make, monkeypatch):
     assert part.keys() == full.keys()
     for key, f in full.items():
         assert part[key].shape == (len(rows), f.shape[1])
-        np.testing.assert_allclose(part[key], f[rows], rtol=1e-5, atol=1e-5)
+        # oneDNN may pick another kernel for 4 frames than for 26 (it does with 1 thread): equal up to
+        # float rounding, ~1e-6 of the features' scale (random ResNet-50 features reach ~50)
+        np.testing.assert_allclose(part[key], f[rows], rtol=1e-5, atol=1e-5 * np.abs(f).max())
 
 
 class Probe:

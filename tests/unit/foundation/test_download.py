@@ -333,7 +333,7 @@ def _reference_run(name: str, model_cfg: dict, state_dict: dict) -> bytes:
                    f"{name}/configs/2021-01-01T00-00-00-project.yaml": project.encode()})
 
 
-def test_downloaded_releases_feed_the_loaders(server, tmp_path, monkeypatch, reference_dir):
+def test_downloaded_releases_feed_the_loaders(server, tmp_path, monkeypatch, reference_dir, request):
     """The paths the downloader returns load in the codebase: a codebook (codec) and a transformer
     (from_checkpoint), both built from the golden tiny models in the authors' release layout."""
     import torch
@@ -342,7 +342,9 @@ def test_downloaded_releases_feed_the_loaders(server, tmp_path, monkeypatch, ref
     from specvqgan.config import load_config
     from specvqgan.models.cond_transformer import Net2NetTransformer
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                  # the golden outputs' setting; restored after
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     cb = torch.load(reference_dir / "golden/codebook_tiny.pt", weights_only=False)
     cb_params = dict(load_config([reference_dir / "golden/codebook_tiny.yaml"]).constructor_params)
     archive = _reference_run(CODEBOOK, {"target": "specvqgan.models.vqgan.VQModel", "params": cb_params},
