@@ -8,7 +8,8 @@ functional decoding step that cuts the per-step overhead of the module path:
 * key/query/value are fused into one Linear (one int8 GEMM instead of three; only in this copy, the
   model's own state dict is unchanged);
 * int8: dynamic quantization with **per-channel** int8 weights (activations quantized per step),
-  the LM head included; bf16: weights and activations in bfloat16;
+  the LM head included (:mod:`~specvqgan.modules.transformer.int8_linear`: a C++ kernel on the weights'
+  own storage, nothing packed at load; fbgemm without a compiler); bf16: weights and activations in bfloat16;
 * one new query per step: a small C++ kernel (:class:`NativeDecodeAttention`, ``csrc/decode_attention.cpp``,
   compiled on first use by :mod:`specvqgan.native`) writes the new key/value into a bfloat16 cache and
   attends over [condition prefix shared by the samples of one condition ; own positions] in one
@@ -25,7 +26,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -34,52 +34,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from specvqgan.modules.transformer.attention import attend, decode_attention
+from specvqgan.modules.transformer.int8_linear import (NativeInt8Linear, int8_linear,  # noqa: F401
+                                                       quantize_int8)        # (quantize_int8: re-exported)
 from specvqgan.modules.transformer.kv_cache import KVCache
 
 PRECISIONS = ('bf16', 'int8')
-
-
-def quantize_int8(weight: torch.Tensor) -> torch.Tensor:
-    """weight (out, in) float -> per-output-channel symmetric qint8 tensor (out, in), exactly as
-    ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` quantizes it (its observer's scale
-    max(|min|, |max|) / 127.5, at least float32 eps). A quantized tensor saves and loads with
-    ``torch.load(weights_only=True)`` (the inference bundle stores it, :mod:`specvqgan.export`)."""
-    w = weight.detach().float()
-    lo, hi = torch.aminmax(w, dim=1)
-    scale = torch.maximum(-lo.clamp(max=0), hi.clamp(min=0)) / 127.5
-    scale = torch.maximum(scale, torch.tensor(torch.finfo(torch.float32).eps))
-    with warnings.catch_warnings():       # quantized tensor creation is marked deprecated
-        warnings.simplefilter('ignore')
-        return torch.quantize_per_channel(w, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0,
-                                          torch.qint8)
-
-
-def int8_linear(qweight: torch.Tensor, bias: Optional[torch.Tensor],
-                executor=None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x (..., in) fp32 -> (..., out) fp32 through a dynamically quantized int8 GEMM (fbgemm/x86 engine) with
-    the qint8 weight of :func:`quantize_int8`, packed once (fbgemm's packing: about 0.1 s per 12 M weights,
-    the GIL released). ``executor``: pack there (a background thread); the first call waits for it."""
-    return _Int8Linear(qweight, None if bias is None else bias.detach().float(), executor)
-
-
-class _Int8Linear:
-    __slots__ = ('packed', 'future')
-    op = torch.ops.quantized.linear_dynamic
-
-    def __init__(self, qweight: torch.Tensor, bias: Optional[torch.Tensor], executor=None):
-        prepack = torch.ops.quantized.linear_prepack
-        self.packed = prepack(qweight, bias) if executor is None else None
-        self.future = None if executor is None else executor.submit(prepack, qweight, bias)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            self.packed, self.future = self.future.result(), None
-        return self.op(x, self.packed, True)
-
-
-def _int8_linear(lin: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`int8_linear` of an fp32 Linear: bit-identical GEMM to ``quantize_dynamic``, which packs three times."""
-    return int8_linear(quantize_int8(lin.weight), lin.bias)
 
 
 def _float_linear(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -135,11 +94,13 @@ class FastGPT(nn.Module):
         precision: ``'int8'`` (per-channel int8 weights, fp32 activations, CPU) or ``'bf16'``.
         cache_dtype: dtype of the key/value cache; None: :meth:`cache_dtype_for` (bf16, or fp32 for
             a single row in int8).
-        native: run the one-query attention of a decoding step in :class:`NativeDecodeAttention` (plain
-            torch, :func:`~specvqgan.modules.transformer.attention.decode_attention`, where it cannot be built).
-        pack_in_background: (int8) pack the int8 weights for fbgemm on background threads (one per intra-op
-            thread), layer by layer in the order the forward pass needs them: the constructor returns at once and
-            the first forward waits only for what is not packed yet (the pipeline extracts the features meanwhile).
+        native: run the one-query attention of a decoding step in :class:`NativeDecodeAttention` and the int8
+            Linears in :class:`~specvqgan.modules.transformer.int8_linear.NativeInt8Linear` (plain torch,
+            :func:`~specvqgan.modules.transformer.attention.decode_attention`, and fbgemm where they cannot be built).
+        pack_in_background: (int8 on fbgemm only) pack the int8 weights for fbgemm on background threads (one per
+            intra-op thread), layer by layer in the order the forward pass needs them: the constructor returns at
+            once and the first forward waits only for what is not packed yet (the pipeline extracts the features
+            meanwhile). The native kernel packs nothing.
     """
 
     def __init__(self, gpt: nn.Module, precision: str = 'int8', cache_dtype: Optional[torch.dtype] = None,
@@ -164,12 +125,14 @@ class FastGPT(nn.Module):
         self.config, self.block_size = gpt.config, gpt.block_size
         self.n_head, self.n_unmasked = gpt.config.n_head, gpt.config.n_unmasked
         packer = None
-        if precision == 'int8' and pack_in_background:
+        native_int8 = native and precision == 'int8' and NativeInt8Linear.kernel() is not None
+        if precision == 'int8' and pack_in_background and not native_int8:
             from concurrent.futures import ThreadPoolExecutor
             # one packer per intra-op thread (fbgemm's packing releases the GIL and is single-threaded)
             packer = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix='int8-pack')
         if precision == 'int8':
-            lin = lambda n: int8_linear(state[f'{n}.weight'], state.get(f'{n}.bias'), packer)  # noqa: E731
+            lin = lambda n: int8_linear(state[f'{n}.weight'], state.get(f'{n}.bias'), packer,  # noqa: E731
+                                        native=native_int8)
         else:
             lin = lambda n: _float_linear(state[f'{n}.weight'], state.get(f'{n}.bias'))  # noqa: E731
         pair = lambda n: (state[f'{n}.weight'], state[f'{n}.bias'])  # noqa: E731
