@@ -16,7 +16,7 @@ Timed, in this order:
   1. the CLI from a cold process (``python scripts/generate.py ... --samples 1``: imports, loading, features,
      sampling, vocoder, writing the wav/png/npy/mp4), wall time and peak RSS of the subprocess: on the
      bundle, then on the checkpoint; then, a fresh process each, ``from_checkpoints`` and one sampled token
-     (ready to sample: the int8 packing done), imports included;
+     (ready to sample), imports included;
   2. in-process: ``VideoToSound.from_checkpoints`` of the checkpoint (loading + inference copy, then freed) and
      of the bundle, then ``generate`` ``--videos`` times on the bundle (the second is "each further video"),
      by stage;

@@ -8,7 +8,7 @@ tensors :class:`~specvqgan.modules.transformer.fast_decode.FastGPT` runs on; bf1
 GPT itself), the codebook's quantizer + decoder (no encoder, loss, discriminator or optimizer state), the
 permuters, the derived model config and the condition recipe (:class:`~specvqgan.video_condition.ConditionSpec`).
 Loading it builds plain ``nn.Module`` s on the meta device that take the memory-mapped tensors (no Lightning
-import, no random initialisation, no re-quantization; only fbgemm's packing of the int8 weights runs), and it
+import, no random initialisation, no re-quantization, no packing: the int8 GEMM reads the qint8 tensors), and it
 samples the same tokens as the checkpoint at the same precision and seed.
 
 File: ``torch.save`` of a dict of strings, numbers, lists, dicts and tensors (qint8 tensors included), read

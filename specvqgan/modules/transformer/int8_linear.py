@@ -5,12 +5,12 @@ per call (dynamic quantization, torch's ``quantize_dynamic`` recipe). Two implem
 arithmetic, bit for bit:
 
 * :class:`NativeInt8Linear` (default on the CPU): a small C++ kernel (``csrc/int8_linear.cpp``, compiled on
-  first use by :mod:`specvqgan.native`) that reads the qint8 tensor's own row-major storage: nothing is packed
-  or copied, so a memory-mapped bundle is ready at once, and a decoding step streams each weight byte once
-  (AVX-512 VNNI / AVX2). Paper-size GPT, 2 threads, one step of its 96 Linears: 24.8 ms for one row against
-  fbgemm's 28.3 ms; equal at 12 rows; fbgemm is faster from ~14 rows (compute-bound), so a decoding step of
-  more than :attr:`NativeInt8Linear.NATIVE_DECODE_ROWS` rows (batched sampling) goes to fbgemm, packed on
-  the first such call; a prefill of many positions (once per sample) stays native;
+  first use by :mod:`specvqgan.native`) on the qint8 tensor's own row-major storage: nothing is packed or
+  copied, so a memory-mapped bundle is ready at once. Up to :attr:`NativeInt8Linear.KERNEL_ROWS` rows (a
+  decoding step) its matrix-vector kernel streams each weight byte once (AVX-512 VNNI / AVX2); more rows (a
+  prefill, batched decoding) take oneDNN's int8 GEMM (``torch._int_mm``, exact int32) between the kernel's
+  quantization and output steps. Paper-size GPT, the 96 Linears of one step, 2 threads (AMX Xeon): 1 row
+  24.5 ms (fbgemm 28.3), 10 rows 40 ms (46), 32 rows 55 ms (67), 212 rows 169 ms (218);
 * :class:`FbgemmInt8Linear`: ``torch.ops.quantized.linear_dynamic`` on fbgemm's packed weight (packing: about
   0.1 s per 12 M weights, on background threads if asked): where the kernel cannot be built, or with
   ``SPECVQGAN_NATIVE=0``.
@@ -77,14 +77,16 @@ class FbgemmInt8Linear:
 _SOURCE = Path(__file__).parent / 'csrc' / 'int8_linear.cpp'
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {'int8_linear': (None, [_I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I64]),
-               'int8_rowsum': (None, [_I64, _I64, _PTR, _PTR])}
+               'int8_rowsum': (None, [_I64, _I64, _PTR, _PTR]),
+               'int8_quantize': (ctypes.c_int32, [_I64, _I64, _PTR, _PTR, _PTR, _PTR]),
+               'int8_epilogue': (None, [_I64, _I64, _PTR, ctypes.c_float, ctypes.c_int32, _PTR, _PTR, _PTR, _PTR])}
 
 
 class NativeInt8Linear:
     """The C++ int8 Linear on the qint8 weight's own storage (an int8 view, no copy); the per-row weight sums of
     the zero-point correction are computed on the first call."""
-    __slots__ = ('qweight', 'w8', 'scale', 'bias', 'rowsum', 'lib', 'fbgemm')
-    NATIVE_DECODE_ROWS = 12   # measured crossover with fbgemm (module docstring)
+    __slots__ = ('qweight', 'w8', 'scale', 'bias', 'rowsum', 'lib', 'int_mm')
+    KERNEL_ROWS = 12   # the matrix-vector kernel up to this many rows, torch._int_mm above (measured crossover)
 
     def __init__(self, qweight: torch.Tensor, bias: Optional[torch.Tensor], lib: ctypes.CDLL):
         if qweight.qscheme() != torch.per_channel_affine or qweight.dtype != torch.qint8 or qweight.dim() != 2:
@@ -97,7 +99,7 @@ class NativeInt8Linear:
         self.w8 = torch.empty(0, dtype=torch.int8).set_(qweight.untyped_storage(), qweight.storage_offset(),
                                                         qweight.shape, qweight.stride())
         self.scale = qweight.q_per_channel_scales().float().contiguous()
-        self.bias, self.rowsum, self.lib, self.fbgemm = bias, None, lib, None
+        self.bias, self.rowsum, self.lib, self.int_mm = bias, None, lib, True
 
     @staticmethod
     def kernel() -> Optional[ctypes.CDLL]:
@@ -109,10 +111,6 @@ class NativeInt8Linear:
         N, K = self.w8.shape
         if x.shape[-1] != K:
             raise ValueError(f'int8 Linear expects inputs of {K} features, got {tuple(x.shape)}')
-        if x.dim() > 2 and x.shape[-2] == 1 and x.numel() // K > self.NATIVE_DECODE_ROWS:
-            if self.fbgemm is None:    # batched decoding: fbgemm's GEMM is faster for many rows
-                self.fbgemm = FbgemmInt8Linear(self.qweight, self.bias)
-            return self.fbgemm(x)
         if self.rowsum is None:
             self.rowsum = torch.empty(N, dtype=torch.int32)
             self.lib.int8_rowsum(N, K, self.w8.data_ptr(), self.rowsum.data_ptr())
@@ -120,7 +118,27 @@ class NativeInt8Linear:
         x2 = x.reshape(-1, K).float().contiguous()    # no copy for the usual fp32 contiguous input
         M = x2.shape[0]
         y = torch.empty(M, N, dtype=torch.float32)
-        self.lib.int8_linear(M, K, N, x2.data_ptr(), K, self.w8.data_ptr(),
-                             self.scale.data_ptr(), self.rowsum.data_ptr(),
-                             None if self.bias is None else self.bias.data_ptr(), y.data_ptr(), N)
+        bias = None if self.bias is None else self.bias.data_ptr()
+        if M > self.KERNEL_ROWS and self.int_mm and self._gemm(x2, y, bias):
+            return y.view(*lead, N)
+        self.lib.int8_linear(M, K, N, x2.data_ptr(), K, self.w8.data_ptr(), self.scale.data_ptr(),
+                             self.rowsum.data_ptr(), bias, y.data_ptr(), N)
         return y.view(*lead, N)
+
+    def _gemm(self, x2: torch.Tensor, y: torch.Tensor, bias) -> bool:
+        """Many rows: quantize, ``torch._int_mm`` (int8 x int8 -> exact int32), output step; False (the caller
+        uses the kernel) for a code of 128 (a rounding tie at the top of the range: not an int8) or where
+        ``_int_mm`` is unavailable (then never tried again)."""
+        (M, K), N = x2.shape, self.w8.shape[0]
+        q = torch.empty(M, K, dtype=torch.int8)
+        scale, zp = ctypes.c_float(), ctypes.c_int32()
+        if self.lib.int8_quantize(M, K, x2.data_ptr(), q.data_ptr(), ctypes.byref(scale), ctypes.byref(zp)) > 127:
+            return False
+        try:
+            acc = torch._int_mm(q, self.w8.t()).contiguous()
+        except (RuntimeError, AttributeError):
+            self.int_mm = False
+            return False
+        self.lib.int8_epilogue(M, N, acc.data_ptr(), scale, zp, self.scale.data_ptr(), self.rowsum.data_ptr(),
+                               bias, y.data_ptr())
+        return True

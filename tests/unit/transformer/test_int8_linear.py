@@ -39,17 +39,21 @@ def _cases():
 
 
 @needs_kernel
-def test_native_equals_fbgemm_bit_for_bit():
+@pytest.mark.parametrize('kernel_rows', [0, 12, 10 ** 6], ids=['int_mm', 'default', 'kernel'])
+def test_native_equals_fbgemm_bit_for_bit(monkeypatch, kernel_rows):
+    """Both int32 routes (the kernel's matrix-vector product, torch._int_mm for many rows) give fbgemm's bits."""
+    monkeypatch.setattr(NativeInt8Linear, 'KERNEL_ROWS', kernel_rows)
     for name, qw, bias, x in _cases():
         fast = int8_linear(qw, bias)
         assert isinstance(fast, NativeInt8Linear)
         assert torch.equal(fast(x), FbgemmInt8Linear(qw, bias)(x)), name
+        assert fast.int_mm                                # torch._int_mm worked where it was used
 
 
 @pytest.mark.skipif(platform.machine() not in ('x86_64', 'AMD64') or native._compiler() is None,
                     reason='x86 instruction-set variants need g++ on x86')
 @pytest.mark.parametrize('march', ['x86-64-v3', 'x86-64'], ids=['avx2', 'scalar'])
-def test_other_instruction_sets_equal_fbgemm(tmp_path, march):
+def test_other_instruction_sets_equal_fbgemm(tmp_path, march, monkeypatch):
     """The AVX2 and scalar paths (what a CPU without AVX-512 VNNI compiles) give the same bits."""
     so = tmp_path / f'int8_{march}.so'
     cmd = [native._compiler(), '-O3', f'-march={march}', '-mno-avx512f', '-fPIC', '-shared', '-std=c++17',
@@ -59,25 +63,22 @@ def test_other_instruction_sets_equal_fbgemm(tmp_path, march):
     variant = ctypes.CDLL(str(so))
     for fn, (restype, argtypes) in q8._SIGNATURES.items():
         getattr(variant, fn).restype, getattr(variant, fn).argtypes = restype, argtypes
-    for name, qw, bias, x in _cases():
-        assert torch.equal(NativeInt8Linear(qw, bias, variant)(x), FbgemmInt8Linear(qw, bias)(x)), name
+    for rows in (0, 10 ** 6):
+        monkeypatch.setattr(NativeInt8Linear, 'KERNEL_ROWS', rows)
+        for name, qw, bias, x in _cases():
+            assert torch.equal(NativeInt8Linear(qw, bias, variant)(x), FbgemmInt8Linear(qw, bias)(x)), name
 
 
 @needs_kernel
-def test_weights_are_used_in_place_and_batched_decoding_goes_to_fbgemm(monkeypatch):
+def test_the_weight_is_used_in_place():
     torch.manual_seed(0)
     qw, bias = quantize_int8(torch.randn(64, 32)), torch.randn(64)
     lin = int8_linear(qw, bias)
     assert lin.w8.data_ptr() == qw.data_ptr() and torch.equal(lin.w8, qw.int_repr())   # a view, no copy
-    few, prefill = torch.randn(NativeInt8Linear.NATIVE_DECODE_ROWS, 1, 32), torch.randn(1, 50, 32)
-    lin(few), lin(prefill)
-    assert lin.fbgemm is None                             # decoding a few rows and a long prefill: native
-    many = torch.randn(NativeInt8Linear.NATIVE_DECODE_ROWS + 1, 1, 32)
-    y = lin(many)
-    assert lin.fbgemm is not None                         # many rows per step: fbgemm (faster there)
-    lin.fbgemm = None
-    monkeypatch.setattr(NativeInt8Linear, 'NATIVE_DECODE_ROWS', 10 ** 6)
-    assert torch.equal(lin(many), y)
+    x = torch.randn(3, 5, 32)                             # leading dimensions are kept
+    assert torch.equal(lin(x), FbgemmInt8Linear(qw, bias)(x)) and lin(x).shape == (3, 5, 64)
+    with pytest.raises(ValueError, match='32 features'):
+        lin(torch.randn(2, 31))
 
 
 @needs_kernel

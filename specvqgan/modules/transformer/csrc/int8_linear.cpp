@@ -7,8 +7,10 @@
 //      reduced range [0, 127]: q = clamp(nearbyint(fma(x, 1 / scale, zero_point)), 0, 255);
 //   2. acc[m, n] = sum_k q[m, k] * W[n, k] in int32 (exact: 7-bit activations never saturate);
 //   3. y = fma(float(acc - zero_point * rowsum[n]), scale * w_scale[n], bias[n]).
-// M = 1 (one decoding step) is a matrix-vector product bound by reading W once; each thread streams a block of
-// output rows. Paths: AVX-512 VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), scalar.
+// int8_linear: steps 1-3 with this file's int32 kernel, for a few rows (a decoding step: a matrix-vector product
+// bound by reading W once; each thread streams a contiguous range of output rows and prefetches the next block).
+// Paths: AVX-512 VNNI (vpdpbusd), AVX2 (vpmaddubsw + vpmaddwd), scalar. int8_quantize / int8_epilogue: steps 1
+// and 3 alone, around an int32 GEMM done elsewhere (torch._int_mm for many rows).
 #include <cstdint>
 #include <cmath>
 #include <vector>
@@ -124,6 +126,94 @@ template <int RM>
 constexpr DotFn dot_fns[4] = {dot_block<RM, 1>, dot_block<RM, 2>, dot_block<RM, 3>, dot_block<RM, 4>};
 const DotFn* const DOT[4] = {dot_fns<1>, dot_fns<2>, dot_fns<3>, dot_fns<4>};
 
+// Quantize x (M, K) (rows of stride x_stride) into q (M, K) uint8 with the per-tensor parameters (step 1);
+// returns the largest code (<= 127 but for a rounding tie at the top of the range, then 128).
+int32_t quantize(int64_t M, int64_t K, const float* x, int64_t x_stride, uint8_t* q, float* scale_out,
+                 int32_t* zp_out) {
+    float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+#pragma omp parallel for schedule(static) reduction(min : mn) reduction(max : mx) if (M * K > 65536)
+    for (int64_t m = 0; m < M; ++m) {
+        float lo = mn, hi = mx;
+        const float* xr = x + m * x_stride;
+        int64_t k = 0;
+#if defined(__AVX512F__)
+        __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+        for (; k + 16 <= K; k += 16) {
+            const __m512 v = _mm512_loadu_ps(xr + k);
+            vlo = _mm512_min_ps(vlo, v);
+            vhi = _mm512_max_ps(vhi, v);
+        }
+        lo = _mm512_reduce_min_ps(vlo);
+        hi = _mm512_reduce_max_ps(vhi);
+#endif
+        for (; k < K; ++k) {
+            lo = xr[k] < lo ? xr[k] : lo;
+            hi = xr[k] > hi ? xr[k] : hi;
+        }
+        mn = std::min(mn, lo);
+        mx = std::max(mx, hi);
+    }
+    if (M * K == 0) mn = mx = 0.f;
+    float scale;
+    int32_t zp, top = 0;
+    choose_params(mn, mx, &scale, &zp);
+    const float inv = 1.0f / scale, fzp = static_cast<float>(zp);
+#pragma omp parallel for schedule(static) reduction(max : top) if (M * K > 65536)
+    for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * x_stride;
+        uint8_t* qr = q + m * K;
+        int64_t k = 0;
+#if defined(__AVX512F__)
+        const __m512 vinv = _mm512_set1_ps(inv), vzp = _mm512_set1_ps(fzp);
+        const __m512 v0 = _mm512_setzero_ps(), v255 = _mm512_set1_ps(255.f);
+        __m512 vtop = v0;
+        for (; k + 16 <= K; k += 16) {   // the scalar loop's operations, 16 at a time (same bits)
+            __m512 t = _mm512_roundscale_ps(_mm512_fmadd_ps(_mm512_loadu_ps(xr + k), vinv, vzp),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            t = _mm512_min_ps(v255, _mm512_max_ps(v0, t));
+            vtop = _mm512_max_ps(vtop, t);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + k), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t)));
+        }
+        top = std::max(top, static_cast<int32_t>(_mm512_reduce_max_ps(vtop)));
+#endif
+        for (; k < K; ++k) {
+            const float t = std::nearbyint(std::fma(xr[k], inv, fzp));
+            qr[k] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, t)));
+            top = std::max(top, static_cast<int32_t>(qr[k]));
+        }
+    }
+    *scale_out = scale;
+    *zp_out = zp;
+    return top;
+}
+
+// Step 3 for rows [0, M) of output columns [n0, n0 + R): acc (row stride acc_stride) -> y (row stride y_stride).
+inline void epilogue(int64_t M, int64_t n0, int64_t R, const int32_t* acc, int64_t acc_stride, float scale,
+                     int32_t zp, const float* w_scale, const int32_t* rowsum, const float* bias, float* y,
+                     int64_t y_stride) {
+    for (int64_t i = 0; i < M; ++i) {
+        int64_t r = 0;
+#if defined(__AVX512F__)
+        const __m512 vs = _mm512_set1_ps(scale);
+        const __m512i vzp = _mm512_set1_epi32(zp);
+        for (; r + 16 <= R; r += 16) {   // the scalar loop's operations, 16 at a time (same bits)
+            const int64_t n = n0 + r;
+            const __m512i a = _mm512_loadu_si512(acc + i * acc_stride + r);
+            const __m512 raw = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, _mm512_mullo_epi32(vzp, _mm512_loadu_si512(rowsum + n))));
+            const __m512 mult = _mm512_mul_ps(vs, _mm512_loadu_ps(w_scale + n));
+            _mm512_storeu_ps(y + i * y_stride + n, bias ? _mm512_fmadd_ps(raw, mult, _mm512_loadu_ps(bias + n))
+                                                        : _mm512_mul_ps(raw, mult));
+        }
+#endif
+        for (; r < R; ++r) {
+            const int64_t n = n0 + r;
+            const float raw = static_cast<float>(acc[i * acc_stride + r] - zp * rowsum[n]);
+            const float mult = scale * w_scale[n];
+            y[i * y_stride + n] = bias ? std::fma(raw, mult, bias[n]) : raw * mult;
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -139,38 +229,26 @@ void int8_rowsum(int64_t N, int64_t K, const int8_t* w, int32_t* rowsum) {
     }
 }
 
-// x (M, K) fp32 rows of stride x_stride; w (N, K) int8; w_scale, rowsum (N); bias (N) or null; y (M, N) rows of
-// stride y_stride.
+// Step 1 alone (for an int32 GEMM elsewhere, e.g. torch._int_mm): see quantize().
+int32_t int8_quantize(int64_t M, int64_t K, const float* x, uint8_t* q, float* scale, int32_t* zp) {
+    return quantize(M, K, x, K, q, scale, zp);
+}
+
+// Step 3 alone: acc (M, N) int32 -> y (M, N) fp32.
+void int8_epilogue(int64_t M, int64_t N, const int32_t* acc, float scale, int32_t zp, const float* w_scale,
+                   const int32_t* rowsum, const float* bias, float* y) {
+#pragma omp parallel for schedule(static) if (M * N > 65536)
+    for (int64_t m = 0; m < M; ++m) epilogue(1, 0, N, acc + m * N, N, scale, zp, w_scale, rowsum, bias, y + m * N, N);
+}
+
+// The whole Linear with this file's int32 kernels: x (M, K) fp32 rows of stride x_stride; w (N, K) int8;
+// w_scale, rowsum (N); bias (N) or null; y (M, N) rows of stride y_stride.
 void int8_linear(int64_t M, int64_t K, int64_t N, const float* x, int64_t x_stride, const int8_t* w,
                  const float* w_scale, const int32_t* rowsum, const float* bias, float* y, int64_t y_stride) {
-    // per-tensor range and quantization (a few rows in decoding; 212 x 4096 in a long prefill: threaded)
-    float mn = std::numeric_limits<float>::infinity(), mx = -mn;
-#pragma omp parallel for schedule(static) reduction(min : mn) reduction(max : mx) if (M * K > 65536)
-    for (int64_t m = 0; m < M; ++m) {
-        float lo = mn, hi = mx;
-        const float* xr = x + m * x_stride;
-        for (int64_t k = 0; k < K; ++k) {
-            lo = xr[k] < lo ? xr[k] : lo;
-            hi = xr[k] > hi ? xr[k] : hi;
-        }
-        mn = std::min(mn, lo);
-        mx = std::max(mx, hi);
-    }
-    if (M * K == 0) mn = mx = 0.f;
+    std::vector<uint8_t> q(static_cast<size_t>(M * K));
     float scale;
     int32_t zp;
-    choose_params(mn, mx, &scale, &zp);
-    const float inv = 1.0f / scale, fzp = static_cast<float>(zp);
-    std::vector<uint8_t> q(static_cast<size_t>(M * K));
-#pragma omp parallel for schedule(static) if (M * K > 65536)
-    for (int64_t m = 0; m < M; ++m) {
-        const float* xr = x + m * x_stride;
-        uint8_t* qr = q.data() + m * K;
-        for (int64_t k = 0; k < K; ++k) {
-            const float t = std::nearbyint(std::fma(xr[k], inv, fzp));
-            qr[k] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, t)));
-        }
-    }
+    quantize(M, K, x, x_stride, q.data(), &scale, &zp);
     const int64_t blocks = (N + 3) / 4;
 #pragma omp parallel
     {
@@ -184,15 +262,7 @@ void int8_linear(int64_t M, int64_t K, int64_t N, const float* x, int64_t x_stri
         for (int64_t m0 = 0; m0 < M; m0 += 4) {
             const int64_t RM = std::min<int64_t>(4, M - m0);
             DOT[RM - 1][R - 1](q.data() + m0 * K, wb, K, acc, m0 == 0 && b + 1 < b_end ? wb + 4 * K : nullptr);
-            for (int64_t i = 0; i < RM; ++i) {
-                float* yr = y + (m0 + i) * y_stride + n0;
-                for (int64_t r = 0; r < R; ++r) {
-                    const int64_t n = n0 + r;
-                    const float raw = static_cast<float>(acc[i][r] - zp * rowsum[n]);
-                    const float mult = scale * w_scale[n];
-                    yr[r] = bias ? std::fma(raw, mult, bias[n]) : raw * mult;
-                }
-            }
+            epilogue(RM, n0, R, &acc[0][0], 4, scale, zp, w_scale, rowsum, bias, y + m0 * y_stride, y_stride);
         }
     }
     }
