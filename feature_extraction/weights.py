@@ -9,11 +9,12 @@ strictly; nothing is ever downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from specvqgan.checkpoint import read
+from specvqgan.checkpoint import build_loaded, read
 from specvqgan.modules.visual.bn_inception import BNInception
 from specvqgan.modules.visual.resnet50 import ResNet50
 
@@ -36,18 +37,22 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap_state_dict(read(path, what="torch weight file"), path)
 
 
-def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
-    """``model.load_state_dict(sd, strict=True)`` with an error naming the file and the key problems."""
-    own = model.state_dict()
-    # files from torch < 0.4 (the TSN release) have no BN num_batches_tracked; torch fills it in
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        more = lambda keys: f"{keys[:5]}{'...' if len(keys) > 5 else ''}"  # noqa: E731
-        raise ValueError(f"{path}: not a {what} state dict (missing keys {more(missing)}, "
-                         f"unexpected keys {more(unexpected)})")
+def load_strict(build: Callable[[], nn.Module], sd: dict[str, torch.Tensor], path: str | Path | None,
+                what: str) -> nn.Module:
+    """``build()`` with the weights ``sd`` loaded strictly (built on the meta device: no random initialisation,
+    the file's tensors taken as they are, ``checkpoint.build_loaded``); an error naming the file and the key
+    problems."""
+    def check(model: nn.Module) -> None:
+        own = model.state_dict()
+        # files from torch < 0.4 (the TSN release) have no BN num_batches_tracked; torch fills it in
+        missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in sd if k not in own]
+        if missing or unexpected:
+            more = lambda keys: f"{keys[:5]}{'...' if len(keys) > 5 else ''}"  # noqa: E731
+            raise ValueError(f"{path}: not a {what} state dict (missing keys {more(missing)}, "
+                             f"unexpected keys {more(unexpected)})")
     try:
-        model.load_state_dict(sd, strict=True)
+        return build_loaded(build, sd, strict=True, check=check)
     except RuntimeError as err:    # shape mismatches
         raise ValueError(f"{path}: not a {what} state dict ({' '.join(str(err).split())})") from err
 
@@ -55,10 +60,9 @@ def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path,
 def load_resnet50(path: str | Path | None = None, seed: int = 0) -> ResNet50:
     """ResNet-50 in eval mode with the torchvision ImageNet weights at ``path`` (strict), or random
     weights drawn from ``seed`` when ``path`` is None."""
-    model = ResNet50(seed=None if path is not None else seed)
-    if path is not None:
-        load_strict(model, load_state_dict_file(path), path, "torchvision resnet50")
-    return model.eval()
+    if path is None:
+        return ResNet50(seed=seed).eval()
+    return load_strict(lambda: ResNet50(seed=None), load_state_dict_file(path), path, "torchvision resnet50").eval()
 
 
 def _tsn_to_ours(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,6 +107,4 @@ def load_bninception(path: str | Path | None = None, in_channels: int = 3, seed:
     else:
         sd, what = BNInception(in_channels=3, seed=seed).state_dict(), "random"
         sd["conv1_7x7_s2.weight"] = flow_first_conv(sd["conv1_7x7_s2.weight"], in_channels)
-    model = BNInception(in_channels=in_channels)
-    load_strict(model, sd, path, what)
-    return model.eval()
+    return load_strict(lambda: BNInception(in_channels=in_channels), sd, path, what).eval()

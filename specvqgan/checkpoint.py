@@ -25,7 +25,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -296,22 +296,32 @@ def meta_device() -> Iterator[None]:
 
 
 def instantiate_loaded(config: Mapping, state_dict: Mapping, path: str | Path, strict: bool = True) -> Any:
-    """``instantiate`` + ``load_state_dict(strict)`` without the random initialisation and the copy: the
-    model is built on the meta device and takes the checkpoint's tensors themselves (memory-mapped when
-    :func:`read` got ``mmap=True``; cast where the model's dtype differs, e.g. fp16 weights into an fp32
-    model). A tensor the checkpoint does not provide (a non-persistent buffer) makes it fall back to the
-    plain build, so the result always equals ``instantiate`` + ``load_state_dict``."""
+    """``instantiate`` + ``load_state_dict(strict)`` without the random initialisation and the copy
+    (:func:`build_loaded`)."""
+    return build_loaded(lambda: instantiate(config, path), state_dict, strict)
+
+
+def build_loaded(build: Callable[[], Any], state_dict: Mapping, strict: bool = True,
+                 check: Optional[Callable[[Any], None]] = None) -> Any:
+    """``model = build(); model.load_state_dict(state_dict, strict)`` without the random initialisation and
+    the copy: the model is built on the meta device and takes the state dict's tensors themselves
+    (memory-mapped when :func:`read` got ``mmap=True``; cast where the model's dtype differs, e.g. fp16
+    weights into an fp32 model). ``check(model)`` (the meta-device model) may raise before anything is
+    loaded, e.g. on wrong keys. A tensor the state dict does not provide (a non-persistent buffer) makes it
+    fall back to the plain build, so the result always equals ``build()`` + ``load_state_dict``."""
     import itertools
 
     import torch
     with meta_device():
-        model = instantiate(config, path)
+        model = build()
+    if check is not None:
+        check(model)
     own = model.state_dict()
     sd = {k: v.to(own[k].dtype) if k in own and torch.is_tensor(v) and v.dtype != own[k].dtype else v
           for k, v in state_dict.items()}
     model.load_state_dict(sd, strict=strict, assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
-        model = instantiate(config, path)
+        model = build()
         model.load_state_dict(state_dict, strict=strict)
     return model
 
