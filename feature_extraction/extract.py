@@ -41,7 +41,7 @@ from specvqgan.distributed import shard_items
 from specvqgan.files import atomic_write
 from specvqgan.provenance import claim_folder, path_sha256, record_folder
 from specvqgan.shapes import FEAT_FPS, mel_frames
-from specvqgan.video_files import VIDEO_EXTENSIONS, find_videos
+from specvqgan.video_files import VIDEO_EXTENSIONS, find_videos, list_rows
 
 log = logging.getLogger(__name__)
 
@@ -281,10 +281,7 @@ def resolve_video_list(videos: str | Path, video_list: str | Path) -> tuple[list
     if not video_list.is_file():
         raise FileNotFoundError(f"video list not found: {video_list}")
     found, missing = [], []
-    for row in video_list.read_text().splitlines():
-        row = row.strip()
-        if not row or row.startswith("#"):
-            continue
+    for _, row in list_rows(video_list):
         path = videos / row
         if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
             found.append(path)

@@ -41,18 +41,22 @@ def find_videos(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
+def list_rows(path: str | Path) -> list[tuple[int, str]]:
+    """(line number, stripped row) of a text list, blank lines and ``#`` comments skipped. ValueError for a
+    file that is not UTF-8 text."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text list of videos (one path per line)") from None
+    rows = [(n, line.strip()) for n, line in enumerate(lines, 1)]
+    return [(n, row) for n, row in rows if row and not row.startswith("#")]
+
+
 def read_list(path: Path) -> list[Path]:
     """The videos of a list file (see the module doc). Raises FileNotFoundError naming the list and line of a
     missing video, ValueError for a list that is not text or names no video."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text list of videos (one path per line)") from None
     videos = []
-    for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for n, line in list_rows(path):
         video = Path(line) if Path(line).is_absolute() else path.parent / line
         if not video.is_file():
             raise FileNotFoundError(f"{path}, line {n}: video not found: {video}")
