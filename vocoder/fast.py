@@ -179,7 +179,7 @@ class FastGenerator:
         cols = x.unfold(0, self.pre_k, 1).reshape(n, -1)  # (T, C_mel * k) in (c, k) order
         x = torch.addmm(self.pre_b, cols, self.pre_w)  # (T, C0)
         for i, stage in enumerate(self.stages):
-            start = time.process_time()
+            start = time.process_time() if self.stage_seconds is not None else 0.0
             out = self._buffer(i % 2, x.shape[0] * stage.ratio, stage.c_out, stage.dtype)
             chunk = stage_chunk_int8 if stage.int8 else stage_chunk
             if stage.int8 and x.dtype != torch.float32:
