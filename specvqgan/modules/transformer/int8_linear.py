@@ -85,7 +85,7 @@ _SIGNATURES = {'int8_linear': (None, [_I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, 
 class NativeInt8Linear:
     """The C++ int8 Linear on the qint8 weight's own storage (an int8 view, no copy); the per-row weight sums of
     the zero-point correction are computed on the first call."""
-    __slots__ = ('qweight', 'w8', 'scale', 'bias', 'rowsum', 'lib', 'int_mm')
+    __slots__ = ('w8', 'scale', 'bias', 'rowsum', 'lib', 'int_mm')
     KERNEL_ROWS = 12   # the matrix-vector kernel up to this many rows, torch._int_mm above (measured crossover)
 
     def __init__(self, qweight: torch.Tensor, bias: Optional[torch.Tensor], lib: ctypes.CDLL):
@@ -95,7 +95,7 @@ class NativeInt8Linear:
         if bool(qweight.q_per_channel_zero_points().any()):
             raise ValueError('expected a symmetric qint8 weight (zero points 0), as quantize_int8 makes')
         qweight = qweight if qweight.is_contiguous() else qweight.contiguous()
-        self.qweight = qweight     # keeps the storage (possibly a memory-mapped bundle) alive
+        # an int8 view of the qint8 storage (possibly a memory-mapped bundle), which it keeps alive
         self.w8 = torch.empty(0, dtype=torch.int8).set_(qweight.untyped_storage(), qweight.storage_offset(),
                                                         qweight.shape, qweight.stride())
         self.scale = qweight.q_per_channel_scales().float().contiguous()
